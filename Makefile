@@ -1,0 +1,49 @@
+# The Transformers course. `make lab` and `make test` are all a fresh machine needs.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9]*))
+# Jupyter refuses to run as root unless told to.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+PORT    ?= 8888
+WORKERS ?= 2
+
+.PHONY: setup lab test release grade bench lock clean-grading
+
+setup: $(STAMP)
+
+# Reinstalls only when the pins change. torch==2.13.0 in constraints.txt keeps pip on the CPU wheel.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -c constraints.txt -e '.[course]' > $(VENV)/pip.log 2>&1 \
+		|| { tail -n 40 $(VENV)/pip.log; exit 1; }
+	touch $(STAMP)
+
+lab: setup
+	jupyter lab --notebook-dir=. --port=$(PORT) $(ROOT_FLAG) notebooks/
+
+# The course's whole test suite: course_lib oracles, the nbgrader round trip, and every
+# solution notebook under nbval. --dist loadfile keeps each notebook on one worker.
+test: setup
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests solutions
+
+# Regenerate the student notebooks from solutions/ (commit both together).
+release: setup
+	for a in $(ASSIGNMENTS); do nbgrader generate_assignment $$a --force || exit 1; done
+
+# Grade everything in submitted/: autograde, feedback HTML, grades.csv.
+grade: setup
+	course grade
+
+bench: setup
+	$(PY) benchmarks/bench_multihead.py
+
+# Refresh the pinned set from the current environment.
+lock: setup
+	{ echo "# The pinned set CI installs (pip install -c constraints.txt -e '.[course]')."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.txt
+
+clean-grading:
+	rm -rf gradebook.db submitted autograded feedback grades.csv
