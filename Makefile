@@ -9,9 +9,27 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PORT    ?= 8888
 WORKERS ?= 2
 
-.PHONY: setup lab test release grade bench lock clean-grading
+# Debian packages the tests use: bubblewrap sandboxes graded kernels, chromium runs the browser tests.
+DEBIAN_PACKAGES := bubblewrap chromium
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+.PHONY: setup system-packages lab test release grade bench lock clean-grading
 
 setup: $(STAMP)
+
+system-packages: $(SYSTEM_STAMP)
+
+# Installs what is missing where it can (root on Debian); elsewhere the tests that need these
+# packages skip with a message that says so.
+$(SYSTEM_STAMP): | $(STAMP)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages: $$missing"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } > $(VENV)/apt.log 2>&1 \
+			|| { tail -n 20 $(VENV)/apt.log; echo "could not install $$missing: the tests that need them will skip"; }; \
+	else echo "note: $$missing not installed (needs root on Debian): the tests that need them will skip"; fi
+	touch $@
 
 # Reinstalls only when the pins change. torch==2.13.0 in constraints.txt keeps pip on the CPU wheel.
 $(STAMP): pyproject.toml constraints.txt
@@ -25,7 +43,7 @@ lab: setup
 
 # The course's whole test suite: course_lib oracles, the nbgrader round trip, and every
 # solution notebook under nbval. --dist loadfile keeps each notebook on one worker.
-test: setup
+test: setup system-packages
 	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests solutions
 
 # Regenerate the student notebooks from solutions/ (commit both together).

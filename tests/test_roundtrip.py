@@ -24,7 +24,9 @@ from nbgrader.api import Gradebook
 from roundtrip_cases import WRONG_SUBMISSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and p.name[:2].isdigit())
+# ROUNDTRIP_ONLY=02_multi_head_attention limits a run to one assignment while writing it.
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir()
+                     if p.is_dir() and p.name[:2].isdigit() and p.name.startswith(os.environ.get("ROUNDTRIP_ONLY", "")))
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 

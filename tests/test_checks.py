@@ -1,0 +1,426 @@
+"""course_lib.checks: each check accepts a correct implementation and names each mistake it claims to detect."""
+import math
+
+import pytest
+import torch
+
+from course_lib import checks
+from course_lib.attention import scaled_dot_product_attention
+from course_lib.decoder import DecoderLayer
+from course_lib.multihead import MultiHeadAttention, merge_heads, split_heads
+from course_lib.positional import TokenEmbedding, sinusoidal_encoding
+
+
+def fails_with(check, student, *fragments):
+    with pytest.raises(checks.CheckFailed) as error:
+        check(student)
+    for fragment in fragments:
+        assert fragment in str(error.value), str(error.value)
+
+
+# --- notebook 01_attention -------------------------------------------------------------
+
+def test_attention_scores_check():
+    checks.check_attention_scores(lambda q, k: q @ k.transpose(-2, -1))
+    fails_with(checks.check_attention_scores, lambda q, k: k @ q.transpose(-2, -1), "k @ q^T")
+    fails_with(checks.check_attention_scores, lambda q, k: q @ k.transpose(-2, -1) / 2, "don't scale here")
+    fails_with(checks.check_attention_scores, lambda q, k: None, "forget to `return`")
+
+
+def test_scaled_softmax_check():
+    checks.check_scaled_softmax(lambda s, d: torch.softmax(s / math.sqrt(d), -1))
+    fails_with(checks.check_scaled_softmax, lambda s, d: torch.softmax(s, -1), "missing the 1/sqrt(d_k)")
+    fails_with(checks.check_scaled_softmax, lambda s, d: torch.softmax(s / math.sqrt(d), -2), "wrong axis")
+    fails_with(checks.check_scaled_softmax, lambda s, d: torch.softmax(s / d, -1), "instead of sqrt(d_k)")
+
+
+def test_apply_mask_check():
+    checks.check_apply_mask(lambda s, m: s.masked_fill(~m, float("-inf")))
+    checks.check_apply_mask(lambda s, m: s.masked_fill(~m, -1e9))  # very negative counts as -inf
+    fails_with(checks.check_apply_mask, lambda s, m: s.masked_fill(m, float("-inf")), "wrong polarity")
+    fails_with(checks.check_apply_mask, lambda s, m: s.masked_fill(~m, 0.0), "not 0")
+
+
+def test_attention_check():
+    checks.check_attention(scaled_dot_product_attention)
+
+    def unscaled(q, k, v, mask=None):
+        s = q @ k.transpose(-2, -1)
+        w = (s if mask is None else s.masked_fill(~mask, float("-inf"))).softmax(-1)
+        return w @ v, w
+    fails_with(checks.check_attention, unscaled, "missing the 1/sqrt(d_k)")
+    fails_with(checks.check_attention, lambda q, k, v, mask=None: scaled_dot_product_attention(
+        q, k, v, None if mask is None else ~mask | ~mask.any(-1, keepdim=True)), "wrong polarity")
+    fails_with(checks.check_attention, lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v, mask)[0],
+               "tuple (output, weights)")
+
+
+# --- notebook 02_multi_head_attention --------------------------------------------------
+
+def test_split_and_merge_heads_checks():
+    checks.check_split_heads(split_heads)
+    checks.check_merge_heads(merge_heads)
+    fails_with(checks.check_split_heads, lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1), "wrong order")
+    fails_with(checks.check_merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1), "wrong order")
+    fails_with(checks.check_split_heads, lambda x, h: x.view(*x.shape[:2], h, -1), "forgot the transpose")
+    fails_with(checks.check_split_heads, lambda x, h: x.view(*x.shape[:2], -1, h).permute(0, 3, 1, 2),
+               "contiguous block")
+    fails_with(checks.check_merge_heads, lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1),
+               "interleaved")
+    fails_with(checks.check_merge_heads, lambda x: x.transpose(1, 2), "reshape (batch, seq, heads, d_head)")
+    fails_with(checks.check_merge_heads, lambda x: None, "forget to `return`")
+
+
+def test_multihead_check():
+    checks.check_multihead(MultiHeadAttention)
+
+    class NoOutputProjection(MultiHeadAttention):
+        def forward(self, query, key=None, value=None, mask=None):
+            out, w = super().forward(query, key, value, mask)
+            return torch.nn.functional.linear(out - self.w_o.bias, torch.linalg.inv(self.w_o.weight)), w
+    fails_with(checks.check_multihead, NoOutputProjection, "W^O")
+
+
+class _Student(MultiHeadAttention):
+    """A notebook-02 forward written out, with one mistake switched on by a subclass."""
+
+    def heads(self, query, key, value, mask):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_v(value), self.num_heads)
+        return scaled_dot_product_attention(q, k, v, None if mask is None else mask.unsqueeze(1))
+
+    def forward(self, query, key, value, mask=None):
+        out, weights = self.heads(query, key, value, mask)
+        return self.w_o(merge_heads(out)), weights
+
+
+def test_multihead_check_names_each_mistake():
+    checks.check_multihead(_Student)
+
+    class MaskNotUnsqueezed(_Student):
+        def heads(self, query, key, value, mask):
+            return scaled_dot_product_attention(split_heads(self.w_q(query), self.num_heads),
+                                                split_heads(self.w_k(key), self.num_heads),
+                                                split_heads(self.w_v(value), self.num_heads), mask)
+
+    class KeyValueSwapped(_Student):
+        def heads(self, query, key, value, mask):
+            self.w_k, self.w_v = self.w_v, self.w_k
+            try:
+                return super().heads(query, key, value, mask)
+            finally:
+                self.w_k, self.w_v = self.w_v, self.w_k
+
+    class AveragedWeights(_Student):
+        def forward(self, query, key, value, mask=None):
+            out, weights = super().forward(query, key, value, mask)
+            return out, weights.mean(1)
+
+    class MergedWithoutTranspose(_Student):
+        def forward(self, query, key, value, mask=None):
+            out, weights = self.heads(query, key, value, mask)
+            return self.w_o(out.reshape(query.shape)), weights
+
+    class OnlyOutput(_Student):
+        def forward(self, query, key, value, mask=None):
+            return super().forward(query, key, value, mask)[0]
+
+    fails_with(checks.check_multihead, MaskNotUnsqueezed, "mask.unsqueeze(1)")
+    fails_with(checks.check_multihead, KeyValueSwapped, "each other's projection")
+    fails_with(checks.check_multihead, AveragedWeights, "averaged over the heads")
+    fails_with(checks.check_multihead, MergedWithoutTranspose, "merged in the wrong order")
+    fails_with(checks.check_multihead, OnlyOutput, "tuple (output, weights)")
+
+
+# --- notebook 03_positional_encoding ---------------------------------------------------
+
+def student_encoding(max_len, d_model, swap=False, pair_exponent=2, cos_own_column=False, base=10000.0,
+                     multiply=False, first=0, concat=False, transpose=False, batch_dim=False):
+    """A loop-by-loop sinusoidal table as a student would write it; each flag is one mistake."""
+    pe = torch.zeros(max_len, d_model)
+    for pos in range(first, first + max_len):
+        for i in range(d_model // 2):
+            for column, fn in ((2 * i, math.sin), (2 * i + 1, math.cos)):
+                k = column if cos_own_column else pair_exponent * i
+                angle = pos * base ** (k / d_model) if multiply else pos / base ** (k / d_model)
+                if swap:
+                    fn = math.cos if fn is math.sin else math.sin
+                target = (i if fn is math.sin else d_model // 2 + i) if concat else column
+                pe[pos - first, target] = fn(angle)
+    pe = pe.T if transpose else pe
+    return pe.unsqueeze(0) if batch_dim else pe
+
+
+def test_sinusoidal_encoding_check():
+    check = checks.check_sinusoidal_encoding
+    check(sinusoidal_encoding)
+    check(student_encoding)
+
+    def integer_division(max_len, d_model):
+        two_i = torch.arange(0, d_model, 2)
+        angles = torch.arange(max_len).unsqueeze(1) / 10000 ** (two_i // d_model)
+        return torch.stack([angles.sin(), angles.cos()], -1).flatten(1)
+
+    def exp_trick_without_log(max_len, d_model):
+        angles = torch.arange(max_len).unsqueeze(1) * torch.exp(torch.arange(0, d_model, 2) * -(1.0 / d_model))
+        return torch.stack([angles.sin(), angles.cos()], -1).flatten(1)
+
+    fails_with(check, lambda n, d: student_encoding(n, d, swap=True), "sin and cos are swapped")
+    fails_with(check, lambda n, d: student_encoding(n, d, pair_exponent=1), "i instead of 2i")
+    fails_with(check, lambda n, d: student_encoding(n, d, pair_exponent=4), "doubled")
+    fails_with(check, lambda n, d: student_encoding(n, d, cos_own_column=True), "same frequency")
+    fails_with(check, integer_division, "frequency 1", "true division")
+    fails_with(check, lambda n, d: student_encoding(n, d, base=1.0), "base 10000 missing")
+    fails_with(check, exp_trick_without_log, "base 10000 is missing", "math.log(10000)")
+    fails_with(check, lambda n, d: student_encoding(n, d, multiply=True), "divided")
+    fails_with(check, lambda n, d: student_encoding(n, d, first=1), "positions start at 0")
+    fails_with(check, lambda n, d: student_encoding(n, d, concat=True), "interleaved")
+    fails_with(check, lambda n, d: student_encoding(n, d, transpose=True), "transposed")
+    fails_with(check, lambda n, d: student_encoding(n, d, batch_dim=True), "without a batch dimension")
+    fails_with(check, lambda n, d: torch.zeros(n, d, dtype=torch.long), "should return floats")
+    fails_with(check, lambda n, d: None, "forget to `return`")
+    fails_with(check, lambda n, d: student_encoding(n, d) + 0.01, "wrong values")
+
+
+def test_embed_with_positions_check():
+    check = checks.check_embed_with_positions
+
+    def reference(tokens, embedding, pe):
+        return embedding(tokens) * math.sqrt(embedding.embedding_dim) + pe[: tokens.shape[1]]
+    check(reference)
+
+    def via_course_lib(tokens, embedding, pe):
+        module = TokenEmbedding(embedding.num_embeddings, embedding.embedding_dim)
+        module.embedding = embedding
+        return module(tokens) + pe[: tokens.shape[1]]
+    check(via_course_lib)
+
+    def variant(scale_tokens=1.0, scale_sum=1.0, scale_pe=1.0, positions=True):
+        def embed(tokens, embedding, pe):
+            return (embedding(tokens) * scale_tokens + positions * pe[: tokens.shape[1]] * scale_pe) * scale_sum
+        return embed
+    root = math.sqrt(8)
+    fails_with(check, variant(), "not scaled")
+    fails_with(check, variant(scale_sum=root), "you scaled the sum")
+    fails_with(check, variant(scale_pe=root), "belongs to the token embeddings")
+    fails_with(check, variant(scale_tokens=1 / root), "divided by sqrt(d_model)")
+    fails_with(check, variant(scale_tokens=8.0), "instead of sqrt(d_model)")
+    fails_with(check, variant(scale_tokens=root, positions=False), "positional encoding is missing")
+
+
+# --- notebook 04_encoder ---------------------------------------------------------------
+
+def student_layer_norm(mistake=None):
+    """A LayerNorm as a student writes it, with one mistake (or none)."""
+    class StudentLayerNorm(torch.nn.Module):
+        def __init__(self, d_model, eps=1e-5):
+            super().__init__()
+            self.eps = 1e-5 if mistake == "ignores eps" else eps
+            self.weight = torch.nn.Parameter(torch.ones(d_model) * (2 if mistake == "init" else 1))
+            zeros = torch.zeros(d_model)
+            self.bias = zeros if mistake == "plain tensor" else torch.nn.Parameter(zeros)
+
+        def forward(self, x):
+            dim = {"seq axis": -2, "batch axis": 0}.get(mistake, -1)
+            mean = x.mean(dim=dim, keepdim=True)
+            var = x.var(dim=dim, unbiased=mistake == "unbiased", keepdim=True)
+            if mistake == "detached":
+                mean, var = mean.detach(), var.detach()
+            std = var.sqrt() + self.eps if mistake == "eps outside" else torch.sqrt(var + self.eps)
+            out = (x - mean) / std
+            if mistake == "no gain":
+                return out + self.bias
+            if mistake == "no bias":
+                return out * self.weight
+            if mistake == "no affine":
+                return out
+            return out * self.weight + self.bias
+    return StudentLayerNorm
+
+
+def test_layer_norm_check():
+    from course_lib.encoder import LayerNorm
+    checks.check_layer_norm(LayerNorm)
+    checks.check_layer_norm(student_layer_norm())
+    checks.check_layer_norm(torch.nn.LayerNorm)
+    for mistake, fragment in [("seq axis", "wrong axis"), ("batch axis", "batch axis"),
+                              ("unbiased", "unbiased variance"), ("eps outside", "eps belongs inside"),
+                              ("ignores eps", "eps is ignored"), ("no gain", "gain self.weight is missing"),
+                              ("no bias", "bias self.bias is missing"), ("no affine", "are missing"),
+                              ("detached", "gradient"), ("init", "should start as torch.ones"),
+                              ("plain tensor", "nn.Parameter")]:
+        fails_with(checks.check_layer_norm, student_layer_norm(mistake), fragment)
+
+
+def student_encoder_layer(mistake=None):
+    """A post-LN encoder layer as a student writes it, with one mistake (or none)."""
+    from course_lib.encoder import EncoderLayer
+
+    class StudentLayer(EncoderLayer):
+        def forward(self, x, mask=None):
+            attn = lambda h: self.self_attn(h, mask=None if mistake == "no mask" else mask)[0]
+            if mistake == "pre-LN":
+                x = x + self.dropout1(attn(self.norm1(x)))
+                return x + self.dropout2(self.ff(self.norm2(x)))
+            if mistake == "outline":
+                return self.norm1(x + self.dropout1(attn(x)) + self.dropout2(self.ff(x)))
+            if mistake == "forgot [0]":
+                return self.norm1(x + self.self_attn(x, mask=mask))
+            n1, n2 = (self.norm2, self.norm1) if mistake == "swapped norms" else (self.norm1, self.norm2)
+            if mistake == "norm outside":
+                h = x + n1(self.dropout1(attn(x)))
+                return h + n2(self.dropout2(self.ff(h)))
+            if mistake == "dropout after the sum":
+                h = n1(self.dropout1(x + attn(x)))
+            elif mistake == "no attention residual":
+                h = n1(self.dropout1(attn(x)))
+            else:
+                h = n1(x + (attn(x) if mistake == "no dropout" else self.dropout1(attn(x))))
+            if mistake == "ff on x":
+                return n2(h + self.dropout2(self.ff(x)))
+            if mistake == "no ff residual":
+                return n2(self.dropout2(self.ff(h)))
+            return n2(h + self.dropout2(self.ff(h)))
+    return StudentLayer
+
+
+def test_encoder_layer_check():
+    from course_lib.encoder import EncoderLayer
+    checks.check_encoder_layer(EncoderLayer)
+    checks.check_encoder_layer(student_encoder_layer())
+    for mistake, fragment in [("no mask", "mask is not used"), ("pre-LN", "pre-LN"), ("outline", "one-line form"),
+                              ("ff on x", "output of the attention sub-layer"),
+                              ("no attention residual", "around the self-attention is missing"),
+                              ("no ff residual", "around the feed-forward network is missing"),
+                              ("swapped norms", "swapped"), ("norm outside", "the norm wraps the sum"),
+                              ("no dropout", "dropout is in the wrong place"),
+                              ("dropout after the sum", "dropout is in the wrong place"),
+                              ("forgot [0]", "take [0]")]:
+        fails_with(checks.check_encoder_layer, student_encoder_layer(mistake), fragment)
+
+    class OtherModules(torch.nn.Module):
+        def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+            super().__init__()
+            self.attn = MultiHeadAttention(d_model, num_heads)
+            self.norm1 = self.norm2 = torch.nn.LayerNorm(d_model)
+    fails_with(checks.check_encoder_layer, OtherModules, "keep the given __init__")
+
+
+# --- notebook 05_decoder ---------------------------------------------------------------
+
+def student_decoder_layer(mistake=None):
+    """A post-LN decoder layer as a student writes it, with one mistake (or none)."""
+    class StudentLayer(DecoderLayer):
+        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+            def self_block(h):
+                mask = {"no causal mask": None, "swapped masks": memory_mask}.get(mistake, tgt_mask)
+                return self.self_attn(h, mask=mask)[0]
+
+            def cross_block(h):
+                q, kv = {"cross from x": (h, h), "q from memory": (memory, h)}.get(mistake, (h, memory))
+                mask = {"swapped masks": tgt_mask, "no memory mask": None}.get(mistake, memory_mask)
+                return self.cross_attn(q, kv, kv, mask=mask)[0]
+
+            dropouts = {"s": self.dropout1, "c": self.dropout2, "f": self.dropout3}
+            if mistake == "no dropout2":
+                dropouts["c"] = torch.nn.Identity()
+            blocks = {"s": (self_block, self.norm1), "c": (cross_block, self.norm2), "f": (self.ff, self.norm3)}
+            order = {"cross first": "csf", "ff second": "sfc"}.get(mistake, "scf")
+            for kind in order:
+                block, norm = blocks[kind]
+                if mistake == "pre-LN":
+                    x = x + dropouts[kind](block(norm(x)))
+                elif mistake == "no residual":
+                    x = norm(dropouts[kind](block(x)))
+                elif mistake == "dropout after the sum":
+                    x = norm(dropouts[kind](x + block(x)))
+                else:
+                    x = norm(x + dropouts[kind](block(x)))
+            return x
+    return StudentLayer
+
+
+def test_decoder_layer_check():
+    checks.check_decoder_layer(DecoderLayer)
+    checks.check_decoder_layer(student_decoder_layer())
+    fails_with(checks.check_decoder_layer, student_decoder_layer("cross from x"), "keys and values from the decoder's own")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("q from memory"), "you swapped them")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("no causal mask"), "causal mask is missing")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("swapped masks"), "masks are swapped")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("cross first"), "wrong order")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("ff second"), "feed-forward network comes last")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("pre-LN"), "pre-LN")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("no residual"), "residual connection is missing")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("no memory mask"), "memory_mask is not used")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("no dropout2"), "through its dropout")
+    fails_with(checks.check_decoder_layer, student_decoder_layer("dropout after the sum"), "through its dropout")
+
+    class SameNormEverywhere(DecoderLayer):
+        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+            x = self.norm1(x + self.self_attn(x, mask=tgt_mask)[0])
+            x = self.norm1(x + self.cross_attn(x, memory, memory, mask=memory_mask)[0])
+            return self.norm1(x + self.ff(x))
+    fails_with(checks.check_decoder_layer, SameNormEverywhere, "wrong values")
+
+    class ReturnsTuple(DecoderLayer):
+        def forward(self, *args):
+            return super().forward(*args), None
+    fails_with(checks.check_decoder_layer, ReturnsTuple, "should be a torch.Tensor, got tuple")
+
+    class OtherModules(torch.nn.Module):
+        def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+            super().__init__()
+            self.attn = MultiHeadAttention(d_model, num_heads)
+            self.norm1 = self.norm2 = self.norm3 = torch.nn.LayerNorm(d_model)
+    fails_with(checks.check_decoder_layer, OtherModules, "keep the given __init__")
+
+
+def reference_is_causal(fn, x, atol=1e-6):
+    reference = fn(x)
+    for t in range(x.shape[1] - 1):
+        changed = x.clone()
+        changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:])
+        if not torch.allclose(fn(changed)[:, :t + 1], reference[:, :t + 1], atol=atol):
+            return False
+    return True
+
+
+def test_is_causal_check():
+    checks.check_is_causal(reference_is_causal)
+    checks.check_is_causal(lambda fn, x: torch.tensor(reference_is_causal(fn, x)))  # a 0-d bool tensor will do
+
+    def whole_output(fn, x):
+        changed = x.clone()
+        changed[:, 1:] += 1.0
+        return torch.allclose(fn(changed), fn(x))
+    fails_with(checks.check_is_causal, whole_output, "said False for a causal function")
+
+    def including_t(fn, x):
+        return all(torch.allclose(fn(x)[:, :t + 1], fn(torch.cat([x[:, :t], x[:, t:] + 1], 1))[:, :t + 1])
+                   for t in range(x.shape[1]))
+    fails_with(checks.check_is_causal, including_t, "output t may depend on x[t] itself")
+
+    def excluding_t(fn, x):
+        return all(torch.allclose(fn(x)[:, :t], fn(torch.cat([x[:, :t + 1], x[:, t + 1:] + 1], 1))[:, :t])
+                   for t in range(x.shape[1]))
+    fails_with(checks.check_is_causal, excluding_t, "leak from the next token")
+
+    def last_token_only(fn, x):
+        changed = x.clone()
+        changed[:, -1] += 1.0
+        return torch.allclose(fn(changed)[:, :-1], fn(x)[:, :-1])
+    fails_with(checks.check_is_causal, last_token_only, "not only the last one")
+
+    def in_place(fn, x):
+        reference = fn(x).clone()
+        x[:, 1:] += 1.0
+        return torch.allclose(fn(x)[:, :1], reference[:, :1])
+    fails_with(checks.check_is_causal, in_place, "in place")
+    fails_with(checks.check_is_causal, lambda fn, x: None, "forget to `return`")
+
+
+def test_choice_check():
+    checks.check_choice(2, (1, 2, 3))
+    with pytest.raises(checks.CheckFailed, match="one of 1, 2, 3"):
+        checks.check_choice("2", (1, 2, 3))
