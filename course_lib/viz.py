@@ -39,3 +39,34 @@ def plot_heads(weights: torch.Tensor, tokens: Sequence[str], title: str = "") ->
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- notebook 03_positional_encoding ---------------------------------------------------
+
+def plot_positional_encoding(pe: torch.Tensor, title: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+    """Heatmap of a (max_len, d_model) position table: one row per position, one column per dimension."""
+    pe = pe.detach().float().cpu()
+    if pe.dim() != 2:
+        raise ValueError(f"pe should be (max_len, d_model), got {tuple(pe.shape)}")
+    ax = ax or plt.subplots(figsize=(8, 4))[1]
+    limit = pe.abs().max().item()
+    image = ax.imshow(pe, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("position")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    return ax
+
+
+def plot_encoding_dimensions(pe: torch.Tensor, dims: Sequence[int], title: str = "",
+                             ax: plt.Axes | None = None) -> plt.Axes:
+    """Columns ``dims`` of a (max_len, d_model) position table as curves over the positions."""
+    pe = pe.detach().float().cpu()
+    ax = ax or plt.subplots(figsize=(8, 3))[1]
+    for d in dims:
+        ax.plot(pe[:, d], label=f"dim {d}")
+    ax.set_xlabel("position")
+    ax.set_ylabel("value")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
