@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lab: setup
-	jupyter lab --notebook-dir=. --port=$(PORT) $(ROOT_FLAG) notebooks/
+	jupyter lab --notebook-dir=. --port=$(PORT) $(ROOT_FLAG) --ServerApp.default_url=/lab/tree/notebooks
 
 # The course's whole test suite: course_lib oracles, the nbgrader round trip, and every
 # solution notebook under nbval. --dist loadfile keeps each notebook on one worker.
@@ -50,9 +50,17 @@ test: setup system-packages
 release: setup
 	for a in $(ASSIGNMENTS); do nbgrader generate_assignment $$a --force || exit 1; done
 
-# Grade everything in submitted/: autograde, feedback HTML, grades.csv.
-grade: setup
-	course grade
+# Grade everything in submitted/ (or ASSIGNMENT=01_attention): every kernel sandboxed, one worker
+# per core; writes autograded/, feedback/, grades.csv and a report in reports/. Exit status 1:
+# some submissions need a look (listed in the report).
+grade: setup system-packages
+	course grade $(ASSIGNMENT)
+
+# The student distribution (dist/transformers-course-student.tar.gz): notebooks, course_lib,
+# environment files, a README; no solutions, hidden tests or grading data.
+.PHONY: bundle
+bundle: setup
+	course release --bundle
 
 bench: setup
 	$(PY) benchmarks/bench_multihead.py
