@@ -26,4 +26,109 @@ WRONG_SUBMISSIONS = {
         Case("wrong quiz answer", "quiz_scaling", "quiz_scaling = 2", "quiz_scaling = 3",
              frozenset({"test_quiz_scaling"})),
     ],
+    # --- 02_multi_head_attention: the module's forward uses the student's split_heads and
+    # merge_heads, so a mistake in either also costs the module's cell.
+    "02_multi_head_attention": [
+        Case("merge without transpose", "merge_heads",
+             "x.transpose(1, 2).reshape(batch, seq, heads * d_head)", "x.reshape(batch, seq, heads * d_head)",
+             frozenset({"test_merge_heads", "test_multihead_attention"})),
+        Case("split without transpose", "split_heads", ".transpose(1, 2)", "",
+             frozenset({"test_split_heads", "test_multihead_attention"})),
+        Case("forward without W^O", "multihead_attention",
+             "return self.w_o(merge_heads(out)), weights", "return merge_heads(out), weights",
+             frozenset({"test_multihead_attention"})),
+        Case("mask not broadcast over the heads", "multihead_attention",
+             "mask = mask.unsqueeze(1)", "mask = mask",
+             frozenset({"test_multihead_attention"})),
+        Case("wrong outline-quiz answer", "quiz_multihead", "quiz_multihead = 2", "quiz_multihead = 1",
+             frozenset({"test_quiz_multihead"})),
+        Case("wrong d_head quiz answer", "quiz_d_head", "quiz_d_head = 3", "quiz_d_head = 2",
+             frozenset({"test_quiz_d_head"})),
+    ],
+    # --- 03_positional_encoding: the two exercises are graded independently (exercise 2's
+    # tests pass their own table), so each mistake costs only its own cell.
+    "03_positional_encoding": [
+        Case("sin and cos swapped", "sinusoidal_encoding",
+             "pe[:, 0::2] = torch.sin(angles)\n    pe[:, 1::2] = torch.cos(angles)",
+             "pe[:, 0::2] = torch.cos(angles)\n    pe[:, 1::2] = torch.sin(angles)",
+             frozenset({"test_sinusoidal_encoding"})),
+        Case("exponent uses i instead of 2i", "sinusoidal_encoding",
+             "torch.arange(0, d_model, 2, dtype=torch.float32)", "torch.arange(d_model // 2, dtype=torch.float32)",
+             frozenset({"test_sinusoidal_encoding"})),
+        Case("token embeddings not scaled", "embed_with_positions",
+             "embedding(tokens) * math.sqrt(d_model)", "embedding(tokens)",
+             frozenset({"test_embed_with_positions"})),
+        Case("wrong quiz answer", "quiz_rotation", "quiz_rotation = 3", "quiz_rotation = 2",
+             frozenset({"test_quiz_rotation"})),
+    ],
+    # --- 04_encoder: the encoder-layer exercise uses nn.LayerNorm, not the student's LayerNorm,
+    # so the two exercises are graded independently and each mistake costs only its own cell.
+    "04_encoder": [
+        Case("unbiased variance", "layer_norm", "unbiased=False", "unbiased=True",
+             frozenset({"test_layer_norm"})),
+        Case("eps outside the square root", "layer_norm", "torch.sqrt(var + self.eps)",
+             "(torch.sqrt(var) + self.eps)", frozenset({"test_layer_norm"})),
+        Case("pre-LN order instead of post-LN", "encoder_layer",
+             "x = self.norm1(x + self.dropout1(self.self_attn(x, mask=mask)[0]))\n"
+             "        x = self.norm2(x + self.dropout2(self.ff(x)))",
+             "x = x + self.dropout1(self.self_attn(self.norm1(x), mask=mask)[0])\n"
+             "        x = x + self.dropout2(self.ff(self.norm2(x)))",
+             frozenset({"test_encoder_layer"})),
+        Case("feed-forward residual missing", "encoder_layer",
+             "self.norm2(x + self.dropout2(self.ff(x)))", "self.norm2(self.dropout2(self.ff(x)))",
+             frozenset({"test_encoder_layer"})),
+        Case("outline's one-line formula", "encoder_layer",
+             "x = self.norm1(x + self.dropout1(self.self_attn(x, mask=mask)[0]))\n"
+             "        x = self.norm2(x + self.dropout2(self.ff(x)))",
+             "x = self.norm1(x + self.dropout1(self.self_attn(x, mask=mask)[0]) + self.dropout2(self.ff(x)))",
+             frozenset({"test_encoder_layer"})),
+        Case("wrong quiz answer", "quiz_outline", "quiz_outline = 3", "quiz_outline = 2",
+             frozenset({"test_quiz_outline"})),
+    ],
+    # --- 05_decoder: the decoder-layer and is_causal exercises are graded independently
+    # (is_causal's tests use course_lib's DecoderLayer), so each mistake costs only its own cell.
+    "05_decoder": [
+        Case("cross-attention reads the decoder's own states", "decoder_layer",
+             "self.cross_attn(x, memory, memory, mask=memory_mask)", "self.cross_attn(x, x, x)",
+             frozenset({"test_decoder_layer"})),
+        Case("causal mask missing", "decoder_layer",
+             "self.self_attn(x, mask=tgt_mask)", "self.self_attn(x)",
+             frozenset({"test_decoder_layer"})),
+        Case("sub-layers in the wrong order", "decoder_layer",
+             "x = self.norm1(x + self.dropout1(self.self_attn(x, mask=tgt_mask)[0]))\n"
+             "        x = self.norm2(x + self.dropout2(self.cross_attn(x, memory, memory, mask=memory_mask)[0]))",
+             "x = self.norm2(x + self.dropout2(self.cross_attn(x, memory, memory, mask=memory_mask)[0]))\n"
+             "        x = self.norm1(x + self.dropout1(self.self_attn(x, mask=tgt_mask)[0]))",
+             frozenset({"test_decoder_layer"})),
+        Case("is_causal compares the whole output", "is_causal",
+             "fn(changed)[:, :t + 1], reference[:, :t + 1]", "fn(changed), reference",
+             frozenset({"test_is_causal"})),
+        Case("is_causal changes only the last token", "is_causal",
+             "changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:])",
+             "changed[:, -1] = torch.randn_like(changed[:, -1])",
+             frozenset({"test_is_causal"})),
+        Case("wrong quiz answer", "quiz_masking", "quiz_masking = 3", "quiz_masking = 2",
+             frozenset({"test_quiz_masking"})),
+    ],
+    # --- 06_training: the four exercises are graded independently (the notebook trains with
+    # course_lib's loss, schedule, step and decoding), so each mistake costs only its own cell.
+    # --- 07_bert: the three exercises are graded independently (the NSP and head tests use their
+    # own inputs and course_lib's Bert), so each mistake costs only its own cell.
+    # --- notebook 08_gpt ---
+    # --- notebook 09_efficient_attention: the two exercises are graded independently (the
+    # linear-attention tests do not use the student's mask), so each mistake costs only its own cell.
+    "09_efficient_attention": [
+        Case("window off by one", "sliding_window_mask", "mask = offset.abs() <= window",
+             "mask = offset.abs() < window", frozenset({"test_sliding_window_mask"})),
+        Case("causal ignored in the mask", "sliding_window_mask", "mask = mask & (offset >= 0)",
+             "mask = mask", frozenset({"test_sliding_window_mask"})),
+        Case("feature map missing", "linear_attention", "phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1",
+             "phi_q, phi_k = q, k", frozenset({"test_linear_attention"})),
+        Case("normalizer missing", "linear_attention", "return numerator / normalizer",
+             "return numerator", frozenset({"test_linear_attention"})),
+        Case("causal ignored in linear attention", "linear_attention", "if causal:",
+             "if False:", frozenset({"test_linear_attention"})),
+        Case("wrong quiz answer", "quiz_exact", "quiz_exact = 3", "quiz_exact = 1",
+             frozenset({"test_quiz_exact"})),
+    ],
 }

@@ -7,6 +7,7 @@ import torch
 from course_lib import checks
 from course_lib.attention import scaled_dot_product_attention
 from course_lib.decoder import DecoderLayer
+from course_lib.encoder import EncoderLayer, LayerNorm
 from course_lib.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_lib.positional import TokenEmbedding, sinusoidal_encoding
 
@@ -240,7 +241,6 @@ def student_layer_norm(mistake=None):
 
 
 def test_layer_norm_check():
-    from course_lib.encoder import LayerNorm
     checks.check_layer_norm(LayerNorm)
     checks.check_layer_norm(student_layer_norm())
     checks.check_layer_norm(torch.nn.LayerNorm)
@@ -255,8 +255,6 @@ def test_layer_norm_check():
 
 def student_encoder_layer(mistake=None):
     """A post-LN encoder layer as a student writes it, with one mistake (or none)."""
-    from course_lib.encoder import EncoderLayer
-
     class StudentLayer(EncoderLayer):
         def forward(self, x, mask=None):
             attn = lambda h: self.self_attn(h, mask=None if mistake == "no mask" else mask)[0]
@@ -286,7 +284,6 @@ def student_encoder_layer(mistake=None):
 
 
 def test_encoder_layer_check():
-    from course_lib.encoder import EncoderLayer
     checks.check_encoder_layer(EncoderLayer)
     checks.check_encoder_layer(student_encoder_layer())
     for mistake, fragment in [("no mask", "mask is not used"), ("pre-LN", "pre-LN"), ("outline", "one-line form"),
@@ -420,7 +417,72 @@ def test_is_causal_check():
     fails_with(checks.check_is_causal, lambda fn, x: None, "forget to `return`")
 
 
-def test_choice_check():
-    checks.check_choice(2, (1, 2, 3))
-    with pytest.raises(checks.CheckFailed, match="one of 1, 2, 3"):
-        checks.check_choice("2", (1, 2, 3))
+# --- notebook 09_efficient_attention ---------------------------------------------------
+
+def _window_mask(keep, causal_part=lambda off: off >= 0, dtype=torch.bool):
+    """A sliding_window_mask whose window test is ``keep(offset, window)``, offset = i - j."""
+    def sliding_window_mask(seq_len, window, causal=False):
+        pos = torch.arange(seq_len)
+        offset = pos[:, None] - pos[None, :]
+        mask = keep(offset, window)
+        return (mask & causal_part(offset) if causal else mask).to(dtype)
+    return sliding_window_mask
+
+
+def test_sliding_window_mask_check():
+    from course_lib.efficient import sliding_window_mask
+    checks.check_sliding_window_mask(sliding_window_mask)
+    checks.check_sliding_window_mask(_window_mask(lambda off, w: (off <= w) & (off >= -w)))
+    check = checks.check_sliding_window_mask
+    fails_with(check, _window_mask(lambda off, w: off.abs() < w), "off by one", "< window")
+    fails_with(check, _window_mask(lambda off, w: off.abs() <= w + 1), "off by one", "too many")
+    fails_with(check, lambda s, w, causal=False: ~sliding_window_mask(s, w, causal), "wrong polarity")
+    fails_with(check, lambda s, w, causal=False: sliding_window_mask(s, w), "causal=True is ignored")
+    fails_with(check, _window_mask(lambda off, w: off.abs() <= w, lambda off: off <= 0), "hides the past")
+    fails_with(check, lambda s, w, causal=False: torch.ones(s, s, dtype=torch.bool).tril() if causal
+               else sliding_window_mask(s, w), "window still applies")
+    fails_with(check, lambda s, w, causal=False: sliding_window_mask(s, w, True), "both ways")
+    fails_with(check, _window_mask(lambda off, w: (off.abs() <= w) & (off != 0)), "diagonal is missing")
+    fails_with(check, _window_mask(lambda off, w: off.abs() <= w, dtype=torch.float32), "torch.bool")
+    fails_with(check, lambda s, w, causal=False: None, "forget to `return`")
+
+
+def _linear(phi_q=None, phi_k=None, normalize=True, causal_numerator=True, causal_normalizer=True):
+    """A linear_attention with the given pieces; the defaults make it right."""
+    import torch.nn.functional as F
+    right = lambda x: F.elu(x) + 1
+    phi_q, phi_k = phi_q or right, phi_k or right
+
+    def linear_attention(q, k, v, causal=False):
+        fq, fk = phi_q(q), phi_k(k)
+        if causal and causal_numerator:
+            state = torch.einsum("...jd,...je->...jde", fk, v).cumsum(-3)
+            num = torch.einsum("...id,...ide->...ie", fq, state)
+        else:
+            num = fq @ (fk.transpose(-2, -1) @ v)
+        z = fk.cumsum(-2) if causal and causal_normalizer else fk.sum(-2, keepdim=True)
+        return num / (fq * z).sum(-1, keepdim=True) if normalize else num
+    return linear_attention
+
+
+def test_linear_attention_check():
+    import torch.nn.functional as F
+    from course_lib.efficient import linear_attention
+    checks.check_linear_attention(linear_attention)
+    checks.check_linear_attention(_linear())
+    check = checks.check_linear_attention
+    identity = lambda x: x
+    fails_with(check, _linear(identity, identity), "feature map is missing")
+    fails_with(check, _linear(F.elu, F.elu), "the + 1 is missing")
+    fails_with(check, _linear(phi_k=identity), "to the keys too")
+    fails_with(check, _linear(phi_q=identity), "to the queries too")
+    fails_with(check, _linear(torch.exp, torch.exp), "not exp(x)")
+    fails_with(check, _linear(phi_q=lambda x: F.elu(x / 2) + 1), "no 1/sqrt(d_k)")
+    fails_with(check, _linear(normalize=False), "normalizer is missing")
+    fails_with(check, _linear(causal_numerator=False, causal_normalizer=False), "causal=True is ignored")
+    fails_with(check, _linear(causal_normalizer=False), "running sum too")
+    fails_with(check, lambda q, k, v, causal=False: linear_attention(q, k, v, causal=True), "only j <= i")
+    fails_with(check, lambda q, k, v, causal=False: scaled_dot_product_attention(
+        q, k, v, torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None)[0],
+        "this is softmax attention")
+    fails_with(check, lambda q, k, v, causal=False: None, "forget to `return`")
