@@ -620,6 +620,491 @@ def check_is_causal(is_causal: Callable[..., bool]) -> None:
             raise CheckFailed(message)
 
 
+# --- notebook 06_training --------------------------------------------------------------
+
+def _smoothing_variants(logits: Tensor, target: Tensor, smoothing: float, pad_id: int) -> dict[str, Tensor]:
+    """The loss as common mistakes compute it, keyed by the message that names each mistake."""
+    vocab = logits.shape[-1]
+    log_probs = logits.log_softmax(-1)
+    keep = target != pad_id
+    one_hot = nn.functional.one_hot(target, vocab).to(logits.dtype)
+    right = -(((1 - smoothing) * one_hot + smoothing / vocab) * log_probs).sum(-1)
+    others = -(((1 - smoothing) * one_hot + smoothing / (vocab - 1) * (1 - one_hot)) * log_probs).sum(-1)
+    no_share = -(((1 - smoothing) * one_hot + smoothing / vocab * (1 - one_hot)) * log_probs).sum(-1)
+    plain = -(one_hot * log_probs).sum(-1)
+    return {
+        "the padding positions are averaged in: take the mean over the non-pad tokens only": right.mean(),
+        "the pad tokens are left out of the sum but still counted: divide by the number of non-pad tokens":
+            right[keep].sum() / target.numel(),
+        "this is the sum over tokens; return the mean over the non-pad tokens": right[keep].sum(),
+        "no smoothing: the target must be (1 - smoothing) on the right token plus smoothing / V everywhere":
+            plain[keep].mean(),
+        "smoothing spread over the V - 1 other tokens; spread smoothing / V over all V entries, the right one too":
+            others[keep].mean(),
+        "the right token gets only 1 - smoothing; it also gets its share smoothing / V (q must sum to 1)":
+            no_share[keep].mean(),
+        "use log-probabilities (log_softmax of the logits), not the raw logits":
+            -((((1 - smoothing) * one_hot + smoothing / vocab) * logits).sum(-1))[keep].mean(),
+        "log_softmax over the wrong axis: normalise over the vocabulary (dim=-1)":
+            -((((1 - smoothing) * one_hot + smoothing / vocab) * logits.log_softmax(0)).sum(-1))[keep].mean(),
+    }
+
+
+def check_label_smoothing_loss(label_smoothing_loss: Callable[..., Tensor]) -> None:
+    """Notebook 06: ``label_smoothing_loss(logits, target, smoothing, pad_id)`` equals
+    ``nn.CrossEntropyLoss(label_smoothing=smoothing, ignore_index=pad_id)``; logits (N, V), target (N,)."""
+    g = torch.Generator().manual_seed(60)
+    logits = 2 * torch.randn(10, 7, generator=g, dtype=torch.float64)
+    target = torch.randint(1, 7, (10,), generator=g)
+    target[[2, 5, 6]] = 0
+    for smoothing in (0.1, 0.3):
+        expected = nn.functional.cross_entropy(logits, target, label_smoothing=smoothing, ignore_index=0)
+        check_close(label_smoothing_loss(logits.clone(), target.clone(), smoothing, 0), expected,
+                    f"label_smoothing_loss with smoothing={smoothing}",
+                    _smoothing_variants(logits, target, smoothing, 0), atol=1e-6)
+
+
+def _rate_variants(step: int, d_model: int, warmup: int) -> dict[str, float]:
+    s = max(step, 1)
+    return {
+        "max where the formula has min: the rate must grow during warm-up, then decay":
+            d_model ** -0.5 * max(s ** -0.5, s * warmup ** -1.5),
+        "the d_model^-0.5 factor is missing": min(s ** -0.5, s * warmup ** -1.5),
+        "d_model should be raised to -0.5, not 0.5": d_model ** 0.5 * min(s ** -0.5, s * warmup ** -1.5),
+        "warm-up should be warmup^-1.5 times step, not step^-1.5 times warmup":
+            d_model ** -0.5 * min(s ** -0.5, warmup * s ** -1.5),
+        "the decay is step^-0.5 (1 / sqrt(step)), not 1 / step": d_model ** -0.5 * min(1 / s, s * warmup ** -1.5),
+    }
+
+
+def check_rate(rate: Callable[[int, int, int], float]) -> None:
+    """Notebook 06: ``rate(step, d_model, warmup)`` = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5),
+    with step 0 read as step 1."""
+    try:
+        at_zero = rate(0, 512, 4000)
+    except ZeroDivisionError:
+        raise CheckFailed("rate(0, ...) divides by zero: read step 0 as step 1 (step = max(step, 1))") from None
+    first_failure = None
+    for step, d_model, warmup in ((0, 512, 4000), (1, 512, 4000), (100, 512, 4000), (4000, 512, 4000),
+                                  (9000, 512, 4000), (30, 64, 50), (500, 64, 50)):
+        expected = d_model ** -0.5 * min(max(step, 1) ** -0.5, max(step, 1) * warmup ** -1.5)
+        got = at_zero if step == 0 else rate(step, d_model, warmup)
+        what = f"rate(step={step}, d_model={d_model}, warmup={warmup})"
+        if isinstance(got, Tensor):
+            got = got.item()
+        if not isinstance(got, (int, float)):
+            raise CheckFailed(f"{what} should be a float, got {type(got).__name__}"
+                              + (" (did you forget to `return` it?)" if got is None else ""))
+        if math.isclose(got, expected, rel_tol=1e-6):
+            continue
+        # Name a mistake only where exactly one of them explains the value.
+        named = [m for m, wrong in _rate_variants(step, d_model, warmup).items() if math.isclose(got, wrong, rel_tol=1e-6)]
+        if len(named) == 1:
+            raise CheckFailed(f"{what} is not right: {named[0]}")
+        first_failure = first_failure or (what, got, expected, step)
+    if first_failure:
+        what, got, expected, step = first_failure
+        if step == 0:
+            raise CheckFailed(f"{what} = {got:.3g}: step 0 should give the same rate as step 1 ({expected:.3g})")
+        raise CheckFailed(f"{what} = {got:.6g}, expected {expected:.6g}")
+
+
+def _tiny_transformer(seed: int, vocab: int = 11) -> nn.Module:
+    from .decoder import Transformer
+
+    torch.manual_seed(seed)
+    return Transformer(vocab, vocab, d_model=16, num_heads=2, num_encoder_layers=2, num_decoder_layers=2,
+                       d_ff=32, dropout=0.0, max_len=32).double()
+
+
+def _step_variant(model: nn.Module, batch, loss_fn, optimizer, scheduler, max_norm: float, zero_grad=True,
+                  clip=True, shift=True) -> float:
+    """One training step, or one of its common mistakes; returns the loss."""
+    if zero_grad:
+        optimizer.zero_grad()
+    tgt = batch.tgt_in if shift else batch.tgt_out
+    logits = model(batch.src, tgt, batch.src_mask, batch.tgt_mask)
+    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1))
+    loss.backward()
+    if clip:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def check_train_step(train_step: Callable[..., float]) -> None:
+    """Notebook 06: ``train_step(model, batch, loss_fn, optimizer, scheduler, max_norm)`` does one
+    update (model.train(), zero_grad, forward on batch.tgt_in, loss against batch.tgt_out, backward,
+    clip to max_norm, optimizer.step(), scheduler.step()) and returns the loss as a float."""
+    from .data.tokenizers import make_batch
+    from .training import LabelSmoothingLoss, transformer_optimizer
+
+    g = torch.Generator().manual_seed(61)
+    seqs = [torch.randint(4, 11, (n,), generator=g).tolist() for n in (3, 5, 2, 4)]
+    batch = make_batch(seqs, [s[::-1] for s in seqs])
+    loss_fn = LabelSmoothingLoss(0.1, pad_id=0)  # takes (batch, tgt, V) or (N, V) logits
+
+    def fresh():
+        model = _tiny_transformer(62)
+        optimizer, scheduler = transformer_optimizer(model, 16, warmup=3, factor=20.0)
+        for p in model.parameters():  # stale gradients, as after an earlier step
+            p.grad = torch.full_like(p, 0.5)
+        return model, optimizer, scheduler
+
+    model, optimizer, scheduler = fresh()
+    model.eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = train_step(model, batch, loss_fn, optimizer, scheduler, 0.1)
+    if isinstance(loss, Tensor):
+        raise CheckFailed("train_step should return the loss as a Python float: `return loss.item()` "
+                          "(a tensor would keep the whole graph alive)")
+    if not isinstance(loss, float):
+        raise CheckFailed(f"train_step should return the loss as a float, got {type(loss).__name__}"
+                          + (" (did you forget to `return` it?)" if loss is None else ""))
+    if not model.training:
+        raise CheckFailed("the model is still in eval mode: call model.train() first, so that dropout is on")
+    after = list(model.parameters())
+    if all(torch.equal(a, b) for a, b in zip(before, after)):
+        raise CheckFailed("no parameter changed: call optimizer.step() after loss.backward()")
+
+    def params_of(**mistake) -> tuple[list[Tensor], float, float]:
+        m, opt, sched = fresh()
+        step_loss = _step_variant(m, batch, loss_fn, opt, sched, 0.1, **mistake)
+        return [p.detach() for p in m.parameters()], opt.param_groups[0]["lr"], step_loss
+
+    expected, expected_lr, expected_loss = params_of()
+    same = lambda ps: all(torch.allclose(a, b, atol=1e-10, rtol=0) for a, b in zip(after, ps))  # noqa: E731
+    if same(expected):
+        if not math.isclose(optimizer.param_groups[0]["lr"], expected_lr, rel_tol=1e-9):
+            raise CheckFailed("the learning rate did not move on: call scheduler.step() after optimizer.step()")
+        if not math.isclose(loss, expected_loss, rel_tol=1e-6):
+            raise CheckFailed(f"train_step returned {loss:.6g}, but the loss of this batch is {expected_loss:.6g}: "
+                              "return loss.item() of the loss you called backward() on")
+        return
+    mistakes = {
+        "the gradients of the previous step were not cleared: call optimizer.zero_grad() first":
+            {"zero_grad": False},
+        "the gradients were not clipped: nn.utils.clip_grad_norm_(model.parameters(), max_norm) "
+        "between backward() and optimizer.step()": {"clip": False},
+        "the decoder's input is batch.tgt_in (<bos> y1 ... yn); batch.tgt_out is what it must predict":
+            {"shift": False},
+    }
+    for message, mistake in mistakes.items():
+        if same(params_of(**mistake)[0]):
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            if mistake == {"clip": False} and grads and torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])) <= 0.1 + 1e-9:
+                message = "clip the gradients before optimizer.step(), not after: the step used unclipped ones"
+            raise CheckFailed(f"train_step is not right: {message}")
+    raise CheckFailed("the parameters after train_step differ from those after one correct update; check "
+                      "the order: zero_grad, forward, loss, backward, clip, optimizer.step, scheduler.step")
+
+
+def _greedy_variant(model: nn.Module, src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int,
+                    causal: bool = True, last: bool = True, stop: bool = True, src_padding: bool = True) -> Tensor:
+    """Greedy decoding, or one of its common mistakes."""
+    src_mask = padding_mask(src, pad_id) if src_padding else None
+    memory = model.encode(src, src_mask)
+    out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long)
+    done = torch.zeros(src.shape[0], dtype=torch.bool)
+    for _ in range(max_len):
+        tgt_mask = causal_mask(out.shape[1]).unsqueeze(0) if causal else None
+        hidden = model.decode(out, memory, src_mask, tgt_mask)
+        token = model.generator(hidden[:, -1 if last else 0]).argmax(-1)
+        if stop:
+            token = token.masked_fill(done, pad_id)
+        out = torch.cat([out, token.unsqueeze(1)], dim=1)
+        done |= token == eos_id
+        if stop and done.all():
+            break
+    return out
+
+
+def check_greedy_decode(greedy_decode: Callable[..., Tensor]) -> None:
+    """Notebook 06: ``greedy_decode(model, src, max_len, bos_id, eos_id, pad_id)`` returns (batch, 1 + n),
+    n <= max_len: <bos>, then the argmax token of each step; after a row's <eos>, pad_id."""
+    model = _tiny_transformer(60).eval()
+    with torch.no_grad():
+        # Larger decoder weights make the next token depend on the whole prefix, so that every
+        # mistake below decodes differently; pad and bos are never predicted.
+        for p in model.decoder.parameters():
+            if p.dim() > 1:
+                p.mul_(2.0)
+        model.generator.bias[:2] = -30.0
+    g = torch.Generator().manual_seed(65)
+    src = torch.randint(4, 11, (4, 6), generator=g)
+    src[1, 3:] = 0
+    src[2, 2:] = 0
+    with torch.no_grad():
+        never = _greedy_variant(model, src, 8, 1, -1, 0)
+        eos = int(never[0, 4])  # a token the model produces partway: rows stop at different steps
+        expected = _greedy_variant(model, src, 8, 1, eos, 0)
+        mistakes = {
+            "the decoder needs the causal mask (tgt_mask) even here: during training each position "
+            "saw only the ones before it": _greedy_variant(model, src, 8, 1, eos, 0, causal=False),
+            "the next token comes from the last position's logits (hidden[:, -1]), not the first":
+                _greedy_variant(model, src, 8, 1, eos, 0, last=False),
+            "after a row's <eos>, fill it with pad_id (and stop once every row has finished)":
+                _greedy_variant(model, src, 8, 1, eos, 0, stop=False),
+            "the source padding must be masked: pass src_mask = padding_mask(src, pad_id) to encode and decode":
+                _greedy_variant(model, src, 8, 1, eos, 0, src_padding=False),
+            "the output must start with <bos> (bos_id) in column 0": expected[:, 1:],
+        }
+    with torch.no_grad():
+        got = greedy_decode(model, src.clone(), 8, 1, eos, 0)
+    if isinstance(got, Tensor) and got.dtype != torch.long:
+        raise CheckFailed(f"greedy_decode should return token ids (torch.long), got {got.dtype}")
+    check_close(got, expected, "greedy_decode(model, src, max_len=8, ...)", mistakes, atol=0)
+
+
+# --- notebook 08_gpt -------------------------------------------------------------------
+# (imports inside the functions: course_lib.gpt pulls in the training tools)
+
+def _logits(batch: int = 3, vocab: int = 12, seed: int = 8, scale: float = 2.0) -> Tensor:
+    return torch.randn(batch, vocab, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def _keep(logits: Tensor, keep: Tensor) -> Tensor:
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def check_next_token_probs(next_token_probs: Callable[..., Tensor]) -> None:
+    """Notebook 08: ``next_token_probs(logits, temperature, top_k)`` returns the probabilities
+    softmax(top_k_filter(logits / temperature)) over the last axis, (batch, vocab); ``top_k=None``
+    keeps every token."""
+    from .generation import top_k_filter
+
+    logits = _logits()
+    t, k = 0.7, 4
+    expected = top_k_filter(logits / t, k).softmax(-1)
+    kth_smallest = logits.topk(k, dim=-1, largest=False).values[..., -1:]
+    check_close(next_token_probs(logits.clone(), t, k), expected, f"next_token_probs(logits, {t}, top_k={k})", {
+        "the temperature multiplies the logits; divide them by it (t < 1 sharpens)":
+            top_k_filter(logits * t, k).softmax(-1),
+        "the temperature is missing: divide the logits by it before the softmax": top_k_filter(logits, k).softmax(-1),
+        "return probabilities (softmax of the filtered logits), not the logits": top_k_filter(logits / t, k),
+        "you kept the k smallest logits; top-k keeps the k largest": _keep(logits / t, logits <= kth_smallest).softmax(-1),
+        f"you kept {k + 1} tokens; keep exactly the top {k}": top_k_filter(logits / t, k + 1).softmax(-1),
+        "probabilities zeroed after the softmax do not sum to 1: put -inf on the removed logits "
+        "before the softmax": (logits / t).softmax(-1) * torch.isfinite(top_k_filter(logits, k)),
+        "top-k is missing: only the k most probable tokens may keep probability": (logits / t).softmax(-1),
+    })
+    check_close(next_token_probs(logits.clone(), 1.0, None), logits.softmax(-1),
+                "next_token_probs(logits, 1.0, top_k=None)", {
+        "with top_k=None every token stays: filter only when top_k is given": top_k_filter(logits, k).softmax(-1),
+    })
+
+
+def check_top_p_filter(top_p_filter: Callable[[Tensor, float], Tensor]) -> None:
+    """Notebook 08: ``top_p_filter(logits, p)`` keeps the most probable tokens until their
+    probabilities add up to p (the token that crosses p included), -inf elsewhere, in the
+    original token order."""
+    from .generation import top_p_filter as reference
+
+    logits, p = _logits(seed=9), 0.75
+    expected = reference(logits, p)
+    probs = logits.softmax(-1)
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    sorted_probs = sorted_logits.softmax(-1)
+    cumulative = sorted_probs.cumsum(-1)
+
+    def unsort(remove_sorted: Tensor) -> Tensor:
+        return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
+
+    ascending_logits, ascending = logits.sort(dim=-1)
+    remove_ascending = ascending_logits.softmax(-1).cumsum(-1) - ascending_logits.softmax(-1) >= p
+    check_close(top_p_filter(logits.clone(), p), expected, f"top_p_filter(logits, {p})", {
+        "the token whose probability takes the total past p was dropped; keep it (remove a token "
+        "only when the tokens ranked above it already reach p)": unsort(cumulative > p),
+        "the nucleus is made of the most probable tokens: sort with descending=True":
+            logits.masked_fill(remove_ascending.scatter(-1, ascending, remove_ascending), float("-inf")),
+        "the result is in sorted order: put the mask back in the original token order (scatter with "
+        "the sort's indices)": sorted_logits.masked_fill(cumulative - sorted_probs >= p, float("-inf")),
+        "return logits with -inf for the removed tokens, not probabilities": probs.masked_fill(torch.isinf(expected), 0.0),
+        "removed tokens need -inf, not 0: exp(0) = 1 still gives them probability":
+            logits.masked_fill(torch.isinf(expected), 0.0),
+        "the probabilities must come from a softmax over each row (the last axis), not over the batch":
+            unsort(sorted_logits.softmax(0).cumsum(-1) - sorted_logits.softmax(0) >= p),
+    })
+    top1 = reference(logits, 1e-4)
+    check_close(top_p_filter(logits.clone(), 1e-4), top1, "top_p_filter(logits, 0.0001)", {
+        "the most probable token must always stay, however small p is": torch.full_like(logits, float("-inf")),
+    })
+
+
+def check_attend_with_cache(attend_with_cache: Callable[..., tuple[Tensor, Tensor, Tensor]]) -> None:
+    """Notebook 08: ``attend_with_cache(attn, x, past_k, past_v)`` -> (out, k, v) for one new
+    position: its query attends to the cached keys and its own; k and v are the cache extended."""
+    from .gpt import CausalSelfAttention
+
+    torch.manual_seed(10)
+    attn = CausalSelfAttention(16, 4).eval()
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        full, (k_all, v_all) = attn(x)
+        q = split_heads(attn.w_q(x[:, 5:]), 4)
+        past_k, past_v = k_all[:, :, :5], v_all[:, :, :5]
+        result = attend_with_cache(attn, x[:, 5:].clone(), past_k.clone(), past_v.clone())
+        if not (isinstance(result, tuple) and len(result) == 3):
+            raise CheckFailed("attend_with_cache should return a tuple (out, k, v)")
+        out, k, v = result
+        alone = attn(x[:, 5:])[0]
+        top_left = scaled_dot_product_attention(q, k_all, v_all, torch.ones(1, 6, dtype=torch.bool).tril())[0]
+        no_w_o = merge_heads(scaled_dot_product_attention(q, k_all, v_all)[0])
+    check_close(k, k_all, "the returned keys k", {
+        "the new key goes after the cached ones: torch.cat([past_k, k_new], dim=2)":
+            torch.cat([k_all[:, :, 5:], past_k], dim=2),
+        "return the whole cache, the past keys and the new one (batch, heads, P + 1, d_head)": k_all[:, :, 5:],
+    })
+    check_close(v, v_all, "the returned values v", {
+        "the new value goes after the cached ones: torch.cat([past_v, v_new], dim=2)":
+            torch.cat([v_all[:, :, 5:], past_v], dim=2),
+        "v holds values (attn.w_v), not keys": k_all,
+    })
+    check_close(out, full[:, 5:], "the output out", {
+        "the new token attended only to itself: attend over the cached keys and values and its own":
+            alone,
+        "a causal mask here hides the cache: is_causal=True (or tril) with 1 query and P + 1 keys lets "
+        "the query see only the first key; the newest token may see every key, so use no mask":
+            attn.w_o(merge_heads(top_left)),
+        "the output projection W^O (attn.w_o) is missing": no_w_o,
+    })
+
+
+# --- notebook 07_bert ------------------------------------------------------------------
+
+def _mlm_batch(seed: int = 11) -> tuple[Tensor, Tensor]:
+    """(64, 48) ids in 10..499 with [CLS]=1, [SEP]=2, [PAD]=0 placed as a tokenizer would."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, 500, (64, 48), generator=g)
+    lengths = torch.randint(6, 49, (64,), generator=g)
+    ids[:, 0] = 1
+    ids[torch.arange(64), lengths - 1] = 2
+    ids = ids.masked_fill(torch.arange(48) >= lengths[:, None], 0)
+    return ids, torch.isin(ids, torch.tensor([0, 1, 2]))
+
+
+def check_mask_tokens(mask_tokens: Callable[..., tuple[Tensor, Tensor]]) -> None:
+    """mask_tokens(input_ids, special_mask, mask_token_id, vocab_size, generator) -> (inputs, labels):
+    BERT's 15% / 80-10-10 corruption."""
+    ids, special = _mlm_batch()
+    before = ids.clone()
+    result = mask_tokens(ids, special, 3, 500, generator=torch.Generator().manual_seed(0))
+    if not torch.equal(ids, before):
+        raise CheckFailed("mask_tokens changed input_ids in place; corrupt a copy (input_ids.clone())")
+    if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(t, Tensor) for t in result)):
+        raise CheckFailed("mask_tokens should return a tuple (inputs, labels) of two tensors"
+                          + (" (did you forget to `return` it?)" if result is None else ""))
+    inputs, labels = result
+    for name, t in (("inputs", inputs), ("labels", labels)):
+        if t.shape != ids.shape:
+            raise CheckFailed(f"{name} should have the shape of input_ids {tuple(ids.shape)}, got {tuple(t.shape)}")
+    chosen = labels != -100
+    if chosen.all():
+        raise CheckFailed("labels should be -100 wherever the token was not chosen: the loss must skip "
+                          "those positions (did you copy input_ids into labels?)")
+    if (chosen & special).any():
+        raise CheckFailed("a special token ([CLS], [SEP]) or padding was chosen: never choose a position "
+                          "where special_mask is True")
+    if not torch.equal(labels[chosen], ids[chosen]):
+        raise CheckFailed("labels should hold the original token at each chosen position "
+                          "(not [MASK], not the corrupted input)")
+    if not torch.equal(inputs[~chosen], ids[~chosen]):
+        raise CheckFailed("a token that was not chosen (label -100) was changed: only chosen tokens "
+                          "are corrupted")
+    rate = chosen.sum().item() / (~special).sum().item()
+    if not 0.12 < rate < 0.18:
+        raise CheckFailed(f"{rate:.1%} of the eligible tokens were chosen, expected about 15%")
+    n = chosen.sum().item()
+    masked = (inputs[chosen] == 3).sum().item() / n
+    kept = (inputs[chosen] == ids[chosen]).sum().item() / n
+    if masked > 0.95:
+        raise CheckFailed("every chosen token became [MASK]: 10% of them should become a random token "
+                          "and 10% stay as they are")
+    if not 0.72 < masked < 0.88:
+        raise CheckFailed(f"{masked:.0%} of the chosen tokens became [MASK], expected about 80%")
+    if not 0.04 < kept < 0.17:
+        raise CheckFailed(f"{kept:.0%} of the chosen tokens stayed as they were, expected about 10%")
+    if not 0.04 < 1 - masked - kept < 0.17:
+        raise CheckFailed(f"{1 - masked - kept:.0%} of the chosen tokens became a random token, expected about 10%")
+
+
+def check_nsp_pairs(make_nsp_pairs: Callable[..., list]) -> None:
+    """make_nsp_pairs(documents, rng) -> [(sentence_a, sentence_b, is_next), ...]; two document sets:
+    many documents of mixed lengths (one has a single sentence), and two long ones, where a random B
+    drawn from any document would often come from A's own."""
+    for documents in ([[f"doc{d}-sentence{s}" for s in range(n)] for d, n in enumerate([5, 1, 8, 3, 12, 6, 2, 9] * 4)],
+                      [[f"doc{d}-sentence{s}" for s in range(20)] for d in range(2)]):
+        _check_nsp_pairs_on(make_nsp_pairs, documents)
+
+
+def _check_nsp_pairs_on(make_nsp_pairs: Callable[..., list], documents: list[list[str]]) -> None:
+    import random
+    where = {s: (d, i) for d, doc in enumerate(documents) for i, s in enumerate(doc)}
+    pairs = make_nsp_pairs(documents, random.Random(0))
+    if not isinstance(pairs, list):
+        raise CheckFailed(f"make_nsp_pairs should return a list of (sentence_a, sentence_b, is_next) tuples, "
+                          f"got {type(pairs).__name__}" + (" (did you forget to `return` it?)" if pairs is None else ""))
+    if not all(isinstance(p, tuple) and len(p) == 3 for p in pairs):
+        raise CheckFailed("each pair should be a tuple (sentence_a, sentence_b, is_next)")
+    for a, b, is_next in pairs:
+        if a not in where or b not in where:
+            raise CheckFailed(f"sentences should be taken from the documents as they are, got {a!r} / {b!r}")
+        (da, ia), (db, ib) = where[a], where[b]
+        if ia == len(documents[da]) - 1:
+            raise CheckFailed(f"{a!r} is the last sentence of its document: it has no next sentence, so it "
+                              "should not be a sentence A")
+        if is_next and not (da == db and ib == ia + 1):
+            raise CheckFailed(f"({a!r}, {b!r}) is marked is_next=True but B is not the sentence after A")
+        if not is_next and da == db:
+            raise CheckFailed(f"({a!r}, {b!r}) is a random pair whose B comes from A's own document: draw B "
+                              "from another document")
+    expected = sorted(s for doc in documents for s in doc[:-1])
+    if sorted(a for a, _, _ in pairs) != expected:
+        raise CheckFailed(f"every sentence that has a next sentence should be sentence A exactly once "
+                          f"({len(expected)} pairs), got {len(pairs)} pairs")
+    share = sum(bool(p[2]) for p in pairs) / len(pairs)
+    if not 0.35 < share < 0.65:
+        raise CheckFailed(f"{share:.0%} of the pairs are real next sentences, expected about 50%")
+
+
+def check_classification_head(head_class: type[nn.Module]) -> None:
+    """head_class(hidden_size, num_labels, dropout) with attributes dense, dropout, classifier:
+    logits = classifier(dropout(tanh(dense(hidden_states[:, 0]))))."""
+    from .bert import ClassificationHead
+    torch.manual_seed(0)
+    reference = ClassificationHead(16, 3, dropout=0.1).eval()
+    head = head_class(16, 3, 0.1)
+    for name in ("dense", "dropout", "classifier"):
+        if not hasattr(head, name):
+            raise CheckFailed(f"the head should have an attribute `{name}` (see the contract)")
+    try:
+        head.load_state_dict(reference.state_dict())
+    except RuntimeError as error:
+        raise CheckFailed(f"dense should be nn.Linear(hidden_size, hidden_size) and classifier "
+                          f"nn.Linear(hidden_size, num_labels): {str(error).splitlines()[-1].strip()}") from None
+    head.eval()
+    h = torch.randn(4, 7, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = head(h)
+        classify = lambda v: reference.classifier(torch.tanh(reference.dense(v)))
+        mistakes = {
+            "it averages all positions; BERT classifies from the first token, [CLS] (hidden_states[:, 0])":
+                classify(h.mean(1)),
+            "it reads the last position; [CLS] is the first one (hidden_states[:, 0])": classify(h[:, -1]),
+            "the tanh after dense is missing (BERT's pooler is tanh(dense(h_cls)))":
+                reference.classifier(reference.dense(h[:, 0])),
+            "dense (the pooler) is skipped: classifier(dropout(tanh(dense(h_cls))))":
+                reference.classifier(h[:, 0]),
+        }
+        check_close(out, reference(h), "the logits", mistakes)
+    head.train()
+    torch.manual_seed(1)
+    if torch.allclose(head(h), head(h)):
+        raise CheckFailed("in training mode two calls gave the same logits: is dropout applied?")
+
+
 # --- notebook 09_efficient_attention ---------------------------------------------------
 
 def check_sliding_window_mask(sliding_window_mask: Callable[..., Tensor]) -> None:

@@ -70,3 +70,41 @@ def plot_encoding_dimensions(pe: torch.Tensor, dims: Sequence[int], title: str =
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     return ax
+
+
+# --- notebook 06_training --------------------------------------------------------------
+
+def plot_history(history, title: str = "") -> plt.Figure:
+    """Training curves from a ``course_lib.training.History``: loss and token accuracy per step
+    (training loss smoothed over a moving window, validation points at each evaluation) and the
+    learning rate (introduced in notebook 06_training)."""
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.4))
+    window = max(1, len(history.step) // 50)
+    for ax, train, val, name in ((ax_loss, history.train_loss, history.val_loss, "loss"),
+                                 (ax_acc, history.train_acc, history.val_acc, "token accuracy")):
+        smooth = torch.tensor(train, dtype=torch.float64)
+        if window > 1 and len(smooth) >= window:  # a moving average: single batches are noisy
+            smooth = smooth.unfold(0, window, 1).mean(-1)
+        ax.plot(history.step[len(history.step) - len(smooth):], smooth, label="training")
+        if val:
+            ax.plot(history.val_step, val, "o-", label="validation")
+        ax.set(xlabel="step", title=name)
+        ax.legend()
+    ax_lr.plot(history.step, history.lr)
+    ax_lr.set(xlabel="step", title="learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(schedules: dict[str, Sequence[float]], title: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+    """Learning rate against step for several schedules, {label: [lr at step 1, 2, ...]}
+    (introduced in notebook 06_training)."""
+    ax = ax or plt.subplots(figsize=(7, 3.4))[1]
+    for label, rates in schedules.items():
+        ax.plot(range(1, len(rates) + 1), rates, label=label)
+    ax.set(xlabel="step", ylabel="learning rate", title=title)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.legend()
+    return ax

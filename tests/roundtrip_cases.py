@@ -112,9 +112,50 @@ WRONG_SUBMISSIONS = {
     ],
     # --- 06_training: the four exercises are graded independently (the notebook trains with
     # course_lib's loss, schedule, step and decoding), so each mistake costs only its own cell.
+    "06_training": [
+        Case("padding averaged into the loss", "label_smoothing_loss",
+             "return loss[keep].mean()", "return loss.mean()",
+             frozenset({"test_label_smoothing_loss"})),
+        Case("max instead of min in the schedule", "rate",
+             "min(step ** -0.5, step * warmup ** -1.5)", "max(step ** -0.5, step * warmup ** -1.5)",
+             frozenset({"test_rate"})),
+        Case("gradients never cleared", "train_step", "    optimizer.zero_grad()\n", "",
+             frozenset({"test_train_step"})),
+        Case("next token from the first position", "greedy_decode", "hidden[:, -1]", "hidden[:, 0]",
+             frozenset({"test_greedy_decode"})),
+        Case("wrong quiz answer", "quiz_teacher_forcing", "quiz_teacher_forcing = 2", "quiz_teacher_forcing = 1",
+             frozenset({"test_quiz_teacher_forcing"})),
+    ],
     # --- 07_bert: the three exercises are graded independently (the NSP and head tests use their
     # own inputs and course_lib's Bert), so each mistake costs only its own cell.
+    "07_bert": [
+        Case("special tokens and padding can be chosen", "mask_tokens",
+             "< 0.15) & ~special_mask", "< 0.15)",
+             frozenset({"test_mask_tokens"})),
+        Case("labels are the whole input, not -100 where unchosen", "mask_tokens",
+             "labels = input_ids.masked_fill(~chosen, -100)", "labels = input_ids.clone()",
+             frozenset({"test_mask_tokens"})),
+        Case("random B may come from A's own document", "make_nsp_pairs",
+             "if j != d and documents[j]", "if documents[j]",
+             frozenset({"test_make_nsp_pairs"})),
+        Case("head averages all positions instead of reading [CLS]", "classification_head",
+             "cls = hidden_states[:, 0]", "cls = hidden_states.mean(dim=1)",
+             frozenset({"test_classification_head"})),
+        Case("wrong quiz answer", "quiz_mask_rule", "quiz_mask_rule = 2", "quiz_mask_rule = 1",
+             frozenset({"test_quiz_mask_rule"})),
+    ],
     # --- notebook 08_gpt ---
+    "08_gpt": [
+        Case("temperature multiplies the logits", "next_token_probs", "logits = logits / temperature",
+             "logits = logits * temperature", frozenset({"test_next_token_probs"})),
+        Case("top-p drops the token that crosses p", "top_p_filter", "remove_sorted = cumulative - probs >= p",
+             "remove_sorted = cumulative > p", frozenset({"test_top_p_filter"})),
+        Case("causal mask on the cached step hides the cache", "attend_with_cache",
+             "F.scaled_dot_product_attention(q, k, v)", "F.scaled_dot_product_attention(q, k, v, is_causal=True)",
+             frozenset({"test_attend_with_cache"})),
+        Case("wrong quiz answer", "quiz_kv_cache", "quiz_kv_cache = 2", "quiz_kv_cache = 1",
+             frozenset({"test_quiz_kv_cache"})),
+    ],
     # --- notebook 09_efficient_attention: the two exercises are graded independently (the
     # linear-attention tests do not use the student's mask), so each mistake costs only its own cell.
     "09_efficient_attention": [

@@ -417,6 +417,268 @@ def test_is_causal_check():
     fails_with(checks.check_is_causal, lambda fn, x: None, "forget to `return`")
 
 
+# --- notebook 08_gpt -------------------------------------------------------------------
+
+def test_next_token_probs_check():
+    from course_lib.generation import top_k_filter
+
+    def probs(logits, t, k, scale=lambda l, t: l / t, keep=None):
+        logits = scale(logits, t)
+        return (top_k_filter(logits, k) if k is not None else logits).softmax(-1)
+    checks.check_next_token_probs(probs)
+    check = checks.check_next_token_probs
+    fails_with(check, lambda l, t, k: probs(l, t, k, scale=lambda l, t: l * t), "multiplies")
+    fails_with(check, lambda l, t, k: probs(l, 1.0, k), "temperature is missing")
+    fails_with(check, lambda l, t, k: top_k_filter(l / t, k) if k else l / t, "not the logits")
+    def smallest(l, t, k):
+        if k is None:
+            return probs(l, t, k)
+        keep = l <= l.topk(k, dim=-1, largest=False).values[..., -1:]
+        return (l / t).masked_fill(~keep, float("-inf")).softmax(-1)
+    fails_with(check, smallest, "k smallest")
+    fails_with(check, lambda l, t, k: probs(l, t, k + 1 if k else None), "exactly the top")
+    fails_with(check, lambda l, t, k: (l / t).softmax(-1) * torch.isfinite(top_k_filter(l, k or l.shape[-1])),
+               "do not sum to 1")
+    fails_with(check, lambda l, t, k: (l / t).softmax(-1), "top-k is missing")
+    fails_with(check, lambda l, t, k: probs(l, t, k or 4), "top_k=None")
+
+
+def test_top_p_filter_check():
+    from course_lib.generation import top_p_filter
+
+    def variant(logits, p, descending=True, strict=False, unsort=True, axis=-1, fill=float("-inf")):
+        sorted_logits, order = logits.sort(dim=-1, descending=descending)
+        probs = sorted_logits.softmax(axis)
+        cumulative = probs.cumsum(-1)
+        remove = cumulative > p if strict else cumulative - probs >= p
+        if not unsort:
+            return sorted_logits.masked_fill(remove, fill)
+        return logits.masked_fill(remove.scatter(-1, order, remove), fill)
+    checks.check_top_p_filter(top_p_filter)
+    checks.check_top_p_filter(variant)
+    check = checks.check_top_p_filter
+    fails_with(check, lambda l, p: variant(l, p, strict=True), "takes the total past p")
+    fails_with(check, lambda l, p: variant(l, p, descending=False), "descending=True")
+    fails_with(check, lambda l, p: variant(l, p, unsort=False), "original token order")
+    fails_with(check, lambda l, p: l.softmax(-1).masked_fill(torch.isinf(top_p_filter(l, p)), 0.0), "not probabilities")
+    fails_with(check, lambda l, p: variant(l, p, fill=0.0), "not 0")
+    fails_with(check, lambda l, p: variant(l, p, axis=0), "last axis")
+    fails_with(check, lambda l, p: variant(l, p) if p > 0.01 else torch.full_like(l, float("-inf")), "always stay")
+
+
+def test_attend_with_cache_check():
+    import torch.nn.functional as F
+
+    def attend(attn, x, past_k, past_v, order="past first", mask=None, w_o=True, use_past=True):
+        q, k, v = (split_heads(w(x), attn.num_heads) for w in (attn.w_q, attn.w_k, attn.w_v))
+        if use_past:
+            pair = ((past_k, k), (past_v, v)) if order == "past first" else ((k, past_k), (v, past_v))
+            k, v = torch.cat(pair[0], dim=2), torch.cat(pair[1], dim=2)
+        out = merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=mask == "causal"))
+        return (attn.w_o(out) if w_o else out), k, v
+    checks.check_attend_with_cache(attend)
+    check = checks.check_attend_with_cache
+    fails_with(check, lambda *a: attend(*a, order="new first"), "goes after the cached ones")
+    fails_with(check, lambda *a: attend(*a, mask="causal"), "hides the cache")
+    fails_with(check, lambda *a: attend(*a, w_o=False), "W^O")
+    fails_with(check, lambda attn, x, pk, pv: (attend(attn, x, pk, pv, use_past=False)[0],) + attend(attn, x, pk, pv)[1:],
+               "only to itself")
+    fails_with(check, lambda attn, x, pk, pv: attend(attn, x, pk, pv, use_past=False), "whole cache")
+    fails_with(check, lambda attn, x, pk, pv: attend(attn, x, pk, pv)[:2], "tuple (out, k, v)")
+
+
+# --- notebook 07_bert ------------------------------------------------------------------
+
+def student_mask_tokens(mistake=None):
+    from course_lib.bert import mask_tokens
+
+    def fn(input_ids, special_mask, mask_token_id, vocab_size, generator=None):
+        if mistake == "in place":
+            inputs, labels = mask_tokens(input_ids, special_mask, mask_token_id, vocab_size, generator=generator)
+            input_ids.copy_(inputs)
+            return inputs, labels
+        if mistake == "specials":
+            special_mask = torch.zeros_like(special_mask)
+        inputs, labels = mask_tokens(input_ids, special_mask, mask_token_id, vocab_size,
+                                     mlm_probability=0.5 if mistake == "rate" else 0.15, generator=generator)
+        chosen = labels != -100
+        if mistake == "labels copied":
+            labels = input_ids.clone()
+        elif mistake == "all masked":
+            inputs = input_ids.masked_fill(chosen, mask_token_id)
+        elif mistake == "labels are inputs":
+            labels = torch.where(chosen, inputs, labels)
+        elif mistake == "no random":
+            inputs = torch.where(chosen & (inputs != mask_token_id), input_ids, inputs)
+        elif mistake == "none":
+            return None
+        return inputs, labels
+    return fn
+
+
+def test_mask_tokens_check():
+    checks.check_mask_tokens(student_mask_tokens())
+    fails_with(checks.check_mask_tokens, student_mask_tokens("in place"), "in place")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("specials"), "special_mask is True")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("labels copied"), "-100")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("all masked"), "every chosen token became [MASK]")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("labels are inputs"), "original token")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("rate"), "expected about 15%")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("no random"), "stayed as they were")
+    fails_with(checks.check_mask_tokens, student_mask_tokens("none"), "forget to `return`")
+
+
+def student_nsp_pairs(mistake=None):
+    def fn(documents, rng):
+        pairs = []
+        for d, doc in enumerate(documents):
+            for i, a in enumerate(doc if mistake == "last too" else doc[:-1]):
+                if i + 1 < len(doc) and (rng.random() < 0.5 or mistake == "always next"):
+                    pairs.append((a, doc[i + 1], mistake != "inverted"))
+                else:
+                    others = range(len(documents)) if mistake == "any document" else \
+                        [j for j in range(len(documents)) if j != d and documents[j]]
+                    b = rng.choice(documents[rng.choice(list(others))])
+                    pairs.append((a, b, mistake == "inverted"))
+        return pairs
+    return fn
+
+
+def test_nsp_pairs_check():
+    from course_lib.bert import make_nsp_pairs
+    checks.check_nsp_pairs(make_nsp_pairs)
+    checks.check_nsp_pairs(student_nsp_pairs())
+    fails_with(checks.check_nsp_pairs, student_nsp_pairs("last too"), "last sentence")
+    fails_with(checks.check_nsp_pairs, student_nsp_pairs("always next"), "expected about 50%")
+    fails_with(checks.check_nsp_pairs, student_nsp_pairs("inverted"), "is_next=True but B is not")
+    fails_with(checks.check_nsp_pairs, student_nsp_pairs("any document"), "from another document")
+    fails_with(checks.check_nsp_pairs, lambda documents, rng: None, "forget to `return`")
+
+
+def student_head(mistake=None):
+    class Head(torch.nn.Module):
+        def __init__(self, hidden_size, num_labels, dropout=0.1):
+            super().__init__()
+            self.dense = torch.nn.Linear(hidden_size, hidden_size)
+            self.dropout = torch.nn.Dropout(dropout)
+            self.classifier = torch.nn.Linear(hidden_size, num_labels)
+
+        def forward(self, h):
+            cls = {"mean": h.mean(1), "last": h[:, -1]}.get(mistake, h[:, 0])
+            pooled = self.dense(cls) if mistake == "no tanh" else cls if mistake == "no dense" else \
+                torch.tanh(self.dense(cls))
+            return self.classifier(pooled if mistake == "no dropout" else self.dropout(pooled))
+    return Head
+
+
+def test_classification_head_check():
+    from course_lib.bert import ClassificationHead
+    checks.check_classification_head(ClassificationHead)
+    checks.check_classification_head(student_head())
+    fails_with(checks.check_classification_head, student_head("mean"), "averages all positions")
+    fails_with(checks.check_classification_head, student_head("last"), "reads the last position")
+    fails_with(checks.check_classification_head, student_head("no tanh"), "tanh after dense is missing")
+    fails_with(checks.check_classification_head, student_head("no dense"), "pooler) is skipped")
+    fails_with(checks.check_classification_head, student_head("no dropout"), "is dropout applied")
+
+
+def test_choice_check():
+    checks.check_choice(2, (1, 2, 3))
+    with pytest.raises(checks.CheckFailed, match="one of 1, 2, 3"):
+        checks.check_choice("2", (1, 2, 3))
+
+
+# --- notebook 06_training --------------------------------------------------------------
+
+def test_label_smoothing_loss_check():
+    from course_lib.training import LabelSmoothingLoss
+
+    reference = lambda logits, target, smoothing, pad_id: LabelSmoothingLoss(smoothing, pad_id)(logits, target)  # noqa: E731
+    checks.check_label_smoothing_loss(reference)
+
+    def smoothed(logits, target, smoothing, pad_id, spread=None, mean_over_all=False, right_share=True):
+        vocab = logits.shape[-1]
+        one_hot = torch.nn.functional.one_hot(target, vocab).to(logits.dtype)
+        if spread == "others":
+            q = (1 - smoothing) * one_hot + smoothing / (vocab - 1) * (1 - one_hot)
+        elif not right_share:
+            q = (1 - smoothing) * one_hot + smoothing / vocab * (1 - one_hot)
+        else:
+            q = (1 - smoothing) * one_hot + smoothing / vocab
+        loss = -(q * logits.log_softmax(-1)).sum(-1)
+        return loss.mean() if mean_over_all else loss[target != pad_id].mean()
+    fails_with(checks.check_label_smoothing_loss, lambda *a: smoothed(*a, mean_over_all=True), "non-pad tokens only")
+    fails_with(checks.check_label_smoothing_loss, lambda *a: smoothed(*a, spread="others"), "V - 1 other tokens")
+    fails_with(checks.check_label_smoothing_loss, lambda *a: smoothed(*a, right_share=False), "its share")
+    fails_with(checks.check_label_smoothing_loss, lambda lg, t, s, p: torch.nn.functional.cross_entropy(
+        lg, t, ignore_index=p), "no smoothing")
+    fails_with(checks.check_label_smoothing_loss, lambda lg, t, s, p: smoothed(lg, t, s, p) * (t != p).sum(),
+               "sum over tokens")
+    fails_with(checks.check_label_smoothing_loss, lambda *a: None, "forget to `return`")
+
+
+def test_rate_check():
+    from course_lib.training import transformer_lr
+
+    checks.check_rate(lambda step, d_model, warmup: transformer_lr(step, d_model, warmup))
+    fails_with(checks.check_rate, lambda s, d, w: d ** -0.5 * min(s ** -0.5, s * w ** -1.5), "divides by zero")
+    fails_with(checks.check_rate, lambda s, d, w: d ** -0.5 * max(max(s, 1) ** -0.5, max(s, 1) * w ** -1.5),
+               "max where the formula has min")
+    fails_with(checks.check_rate, lambda s, d, w: min(max(s, 1) ** -0.5, max(s, 1) * w ** -1.5), "d_model^-0.5")
+    fails_with(checks.check_rate, lambda s, d, w: d ** -0.5 * min(max(s, 1) ** -0.5, w * max(s, 1) ** -1.5),
+               "warmup^-1.5 times step")
+    fails_with(checks.check_rate, lambda s, d, w: 0.0 if s == 0 else transformer_lr(s, d, w), "same rate as step 1")
+    fails_with(checks.check_rate, lambda s, d, w: None, "forget to `return`")
+
+
+def _train_step(model, batch, loss_fn, optimizer, scheduler, max_norm, zero_grad=True, clip="before",
+                shift=True, step_scheduler=True, train=True, item=True):
+    if train:
+        model.train()
+    if zero_grad:
+        optimizer.zero_grad()
+    logits = model(batch.src, batch.tgt_in if shift else batch.tgt_out, batch.src_mask, batch.tgt_mask)
+    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1))
+    loss.backward()
+    if clip == "before":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    if clip == "after":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if step_scheduler:
+        scheduler.step()
+    return loss.item() if item else loss
+
+
+def test_train_step_check():
+    from course_lib import training
+
+    checks.check_train_step(_train_step)
+    checks.check_train_step(lambda *a: training.train_step(*a)[0])  # course_lib's, which also returns accuracy
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, zero_grad=False), "zero_grad")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, clip=None), "not clipped")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, clip="after"), "before optimizer.step()")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, shift=False), "batch.tgt_in")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, step_scheduler=False), "scheduler.step()")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, train=False), "model.train()")
+    fails_with(checks.check_train_step, lambda *a: _train_step(*a, item=False), "loss.item()")
+    fails_with(checks.check_train_step, lambda *a: None, "forget to `return`")
+
+
+def test_greedy_decode_check():
+    from course_lib.generation import greedy_decode
+
+    checks.check_greedy_decode(lambda model, src, max_len, bos, eos, pad: greedy_decode(
+        model, src, max_len, bos_id=bos, eos_id=eos, pad_id=pad))
+    variants = {"causal": "causal mask", "last": "last position", "stop": "fill it with pad_id",
+                "src_padding": "source padding"}
+    for flag, fragment in variants.items():
+        fails_with(checks.check_greedy_decode, lambda *a, flag=flag: checks._greedy_variant(*a, **{flag: False}),
+                   fragment)
+    fails_with(checks.check_greedy_decode, lambda *a: checks._greedy_variant(*a)[:, 1:], "<bos>")
+    fails_with(checks.check_greedy_decode, lambda *a: checks._greedy_variant(*a).float(), "torch.long")
+
+
 # --- notebook 09_efficient_attention ---------------------------------------------------
 
 def _window_mask(keep, causal_part=lambda off: off >= 0, dtype=torch.bool):
