@@ -1,0 +1,80 @@
+"""How low does course_lib's GPT get on Jane Austen in a fixed training time? (notebook 08_gpt)
+
+The goal of the course (figures in README, with the machine named): on 2 CPU cores, a
+4-layer, 4-head, 128-wide character model with context 64 and batch 12 reaches a validation
+loss of at most 1.70 nats per character within 60 s of training; on one GPU, a 6-layer,
+6-head, 384-wide model with context 256 reaches at most 1.3 within 5 minutes.
+
+Training time excludes the periodic validation estimates; the loss reported at the end is on
+the whole validation split (the last 10% of the six novels). Prints figures, decides nothing.
+
+    python benchmarks/bench_gpt_train.py                   # the CPU goal: 60 s, 2 threads
+    python benchmarks/bench_gpt_train.py --profile full    # the GPU goal: 300 s
+    python benchmarks/bench_gpt_train.py --seconds 30 --lr 3e-3
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import time
+
+import torch
+
+from course_lib import device as devices
+from course_lib.data import austen
+from course_lib.gpt import GPT, GPTConfig, evaluate, train
+
+SETUPS = {  # (config, batch size, learning rate, seconds)
+    "small": (dict(block_size=64, n_layer=4, n_head=4, d_model=128), 12, 6e-3, 60),
+    "full": (dict(block_size=256, n_layer=6, n_head=6, d_model=384, dropout=0.1), 64, 1e-3, 300),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(SETUPS), default=None,
+                        help="model size (default: full on a GPU, small elsewhere)")
+    parser.add_argument("--seconds", type=float, default=None, help="training time budget")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=30, help="warmup steps")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    device = devices.get_device()
+    profile = args.profile or ("full" if device.type == "cuda" else "small")
+    sizes, batch_size, lr, seconds = SETUPS[profile]
+    batch_size, lr, seconds = args.batch_size or batch_size, args.lr or lr, args.seconds or seconds
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    tokenizer, train_data, val_data = austen.load_char_data()
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, fast=True, **sizes)).to(device)
+    load = os.getloadavg()[0]
+    print(f"device: {devices.describe(device)}, {os.cpu_count()} CPUs, load average {load:.1f} before training")
+    print(f"model: {sizes}, {model.num_parameters() / 1e6:.2f} M parameters; batch {batch_size}, lr {lr}")
+
+    # A few untimed steps on a copy first: the first calls allocate and pick kernels.
+    train(copy.deepcopy(model), train_data, val_data, steps=5, batch_size=batch_size, progress=False)
+
+    start = time.perf_counter()
+    history = train(model, train_data, val_data, steps=10 ** 6, batch_size=batch_size, lr=lr,
+                    warmup=args.warmup, max_seconds=seconds, eval_every=10 ** 9,
+                    amp=device.type == "cuda", seed=args.seed, progress=False)
+    wall = time.perf_counter() - start
+    t0 = time.perf_counter()
+    val = evaluate(model, val_data, batch_size=256, amp=device.type == "cuda")
+    eval_seconds = time.perf_counter() - t0
+    print(f"steps: {history.steps} in {history.seconds:.1f} s of training ({wall:.1f} s wall), "
+          f"{1000 * history.seconds / history.steps:.1f} ms/step")
+    print(f"train loss (last 50 steps): {sum(history.train_loss[-50:]) / len(history.train_loss[-50:]):.3f}")
+    print(f"validation loss: {val:.3f} nats/char = {val / math.log(2):.3f} bits/char "
+          f"(whole validation split, {eval_seconds:.1f} s); goal <= {1.70 if profile == 'small' else 1.3}")
+    print(f"load average now: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

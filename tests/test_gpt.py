@@ -1,0 +1,178 @@
+"""course_lib.gpt against independent implementations (the oracles).
+
+- The whole model against transformers' GPT2LMHeadModel on a small random GPT2Config with the
+  weights loaded by GPT.from_gpt2 (minGPT's test, offline): logits and the gradients of the
+  loss with respect to the shared weights, float64, atol 1e-10 (a float64 rounding difference
+  is about 1e-15, a wrong formula above 1e-3). With GPT-2's own tanh-GELU the logits differ
+  by the GELU approximation only (< 1e-3).
+- The KV cache: logits of incremental decoding equal full recomputation (float64, 1e-10), and
+  greedy tokens generated with the cache equal those without it and those of transformers'
+  ``generate`` on the same weights.
+- The exact and fused attention paths agree; the training helpers do what they say.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.generation import generate
+from course_lib.gpt import GPT, CausalSelfAttention, GPTConfig, evaluate, get_batch, lm_loss, train, warmup_cosine
+
+transformers = pytest.importorskip("transformers")
+ATOL = 1e-10
+
+
+def hf_gpt2(activation="gelu", seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=50, n_positions=24, n_embd=32, n_layer=3, n_head=4,
+                                     activation_function=activation, resid_pdrop=0.0, embd_pdrop=0.0,
+                                     attn_pdrop=0.0, **overrides)
+    model = transformers.GPT2LMHeadModel(config).double().eval()
+    with torch.no_grad():  # GPT-2 initializes LayerNorms to (1, 0); randomize so that a swapped norm shows
+        for name, p in model.named_parameters():
+            if "ln_" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def tokens(batch=2, seq=11, vocab=50, seed=1):
+    return torch.randint(vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_logits_equal_gpt2(fast):
+    hf = hf_gpt2()
+    ours = GPT.from_gpt2(hf, fast=fast).double().eval()
+    idx = tokens()
+    expected = hf(idx).logits
+    logits, present = ours(idx)
+    assert torch.allclose(logits, expected, atol=ATOL, rtol=0)
+    assert len(present) == 3 and present[0][0].shape == (2, 4, 11, 8)
+
+
+def test_gradients_equal_gpt2():
+    hf = hf_gpt2()
+    ours = GPT.from_gpt2(hf, fast=False).double()
+    idx, targets = tokens(seed=2), tokens(seed=3)
+    F.cross_entropy(hf(idx).logits.flatten(0, 1), targets.flatten()).backward()
+    lm_loss(ours(idx)[0], targets).backward()
+    h1, h2 = hf.transformer.h[1], hf.transformer.h[2]
+    pairs = {"tok (tied)": (ours.tok.weight.grad, hf.transformer.wte.weight.grad),
+             "pos": (ours.pos.embedding.weight.grad, hf.transformer.wpe.weight.grad),
+             "w_q": (ours.blocks[1].attn.w_q.weight.grad, h1.attn.c_attn.weight.grad[:, :32].t()),
+             "w_v bias": (ours.blocks[1].attn.w_v.bias.grad, h1.attn.c_attn.bias.grad[64:]),
+             "w_o": (ours.blocks[1].attn.w_o.weight.grad, h1.attn.c_proj.weight.grad.t()),
+             "linear2 bias": (ours.blocks[2].ff.linear2.bias.grad, h2.mlp.c_proj.bias.grad),
+             "ln1": (ours.blocks[0].ln1.weight.grad, hf.transformer.h[0].ln_1.weight.grad),
+             "ln_f": (ours.ln_f.weight.grad, hf.transformer.ln_f.weight.grad)}
+    for name, (mine, theirs) in pairs.items():
+        assert torch.allclose(mine, theirs, atol=ATOL, rtol=0), name
+
+
+def test_gpt2_tanh_gelu_differs_only_by_the_approximation():
+    hf = hf_gpt2(activation="gelu_new")
+    ours = GPT.from_gpt2(hf).double().eval()
+    idx = tokens()
+    diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
+    assert 0 < diff < 1e-3
+
+
+def test_weights_are_tied_and_counted_once():
+    model = GPT(GPTConfig(vocab_size=85, block_size=64, n_layer=4, n_head=4, d_model=128))
+    assert model.lm_head.weight is model.tok.weight
+    d, layers = 128, 4
+    per_block = 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 4 * d
+    expected = 85 * d + 64 * d + layers * per_block + 2 * d
+    assert model.num_parameters() == expected
+    assert model.num_parameters(embeddings=False) == expected - 64 * d
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_kv_cache_equals_full_recomputation(fast):
+    model = GPT.from_gpt2(hf_gpt2(), fast=fast).double().eval()
+    idx = tokens(seq=14)
+    full, _ = model(idx)
+    # prefill 5 positions, then 1, then 3 at once, then one at a time
+    logits, past = model(idx[:, :5])
+    pieces = [logits]
+    for a, b in [(5, 6), (6, 9)] + [(t, t + 1) for t in range(9, 14)]:
+        logits, past = model(idx[:, a:b], past)
+        pieces.append(logits)
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=ATOL, rtol=0)
+    assert past[0][0].shape[2] == 14
+
+
+def test_cache_longer_than_block_size_is_refused():
+    model = GPT.from_gpt2(hf_gpt2()).eval()
+    _, past = model(tokens(seq=20))
+    with pytest.raises(ValueError, match="block_size"):
+        model(tokens(seq=5), past)
+
+
+def test_attention_paths_agree_under_dropout_free_training():
+    torch.manual_seed(0)
+    exact = CausalSelfAttention(16, 4, fast=False).double()
+    fused = CausalSelfAttention(16, 4, fast=True).double()
+    fused.load_state_dict(exact.state_dict())
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    assert torch.allclose(exact(x)[0], fused(x)[0], atol=ATOL)
+    with pytest.raises(ValueError, match=r"\(batch, T, d_model=16\)"):
+        exact(torch.randn(7, 16))
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_greedy_generation_equals_transformers_generate(use_cache):
+    hf = hf_gpt2()
+    hf.generation_config.pad_token_id = 0
+    model = GPT.from_gpt2(hf).double().eval()
+    prompt = tokens(batch=2, seq=4, seed=5)
+    expected = hf.generate(prompt, max_new_tokens=12, do_sample=False, attention_mask=torch.ones_like(prompt))
+    assert torch.equal(generate(model, prompt, 12, temperature=0.0, use_cache=use_cache), expected)
+
+
+def test_generation_past_the_context_slides_the_window():
+    model = GPT.from_gpt2(hf_gpt2()).double().eval()
+    prompt = tokens(batch=1, seq=20, seed=6)
+    cached = generate(model, prompt, 10, temperature=0.0, use_cache=True)
+    recomputed = generate(model, prompt, 10, temperature=0.0, use_cache=False)
+    assert cached.shape == (1, 30) and torch.equal(cached, recomputed)
+    # the last token is the greedy choice given the last block_size tokens before it
+    logits, _ = model(cached[:, -25:-1])
+    assert cached[0, -1] == logits[0, -1].argmax()
+
+
+def test_get_batch_targets_are_inputs_shifted_by_one():
+    data = torch.arange(1000)
+    x, y = get_batch(data, 16, 5, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (5, 16)
+    assert torch.equal(y, x + 1)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_evaluate_is_the_mean_cross_entropy_over_windows():
+    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, d_model=16)).double()
+    data = torch.randint(20, (8 * 6 + 1,), generator=torch.Generator().manual_seed(0))
+    windows = data[:48].view(6, 8)
+    targets = data[1:49].view(6, 8)
+    expected = F.cross_entropy(model(windows)[0].flatten(0, 1), targets.flatten()).item()
+    assert math.isclose(evaluate(model, data, batch_size=4), expected, rel_tol=1e-9)
+    assert model.training  # evaluate restores the mode
+
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10) == pytest.approx(0.55)
+    assert warmup_cosine(100, 100, 10) == pytest.approx(0.1)
+
+
+def test_training_learns_a_repeating_sequence():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=10, block_size=16, n_layer=1, n_head=2, d_model=32))
+    data = torch.arange(10).repeat(200)
+    history = train(model, data[:1600], data[1600:], steps=150, batch_size=8, lr=3e-3, warmup=10,
+                    eval_every=50, progress=False)
+    assert history.steps == 150 and history.val_step == [50, 100, 150]
+    assert history.val_loss[-1] < 0.05 < history.train_loss[0]
