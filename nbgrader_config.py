@@ -10,6 +10,10 @@ c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this f
 c.CourseDirectory.course_id = "transformers-course"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
+# The gradebook is gradebook.db (SQLite). For a big course, or graders on several machines
+# (`course grade --scheduler`), a PostgreSQL server works too; `course grade` stays its only
+# writer and its workers use private SQLite copies:
+# c.CourseDirectory.db_url = "postgresql://grader@db.example.org/transformers_course"
 
 # Heavy work is skipped under NBGRADER_EXECUTION, so no graded cell needs long.
 c.Execute.timeout = 60

@@ -1,0 +1,280 @@
+"""The bubblewrap sandbox that every graded kernel runs in.
+
+A submission's kernel sees a read-only system (/usr, /etc), a read-only Python and venv,
+course_lib read-only, its own files copied into a private, size-limited /tmp, and nothing
+else: no network, no gradebook, no solutions/, no other student, no instructor home. It runs
+as an unprivileged uid of its own (one per worker) with limits on address space, CPU time,
+processes, file size and open files; when its kernel is killed, everything it started dies
+with it (own PID namespace, --die-with-parent).
+
+Jupyter starts the kernel through the kernel spec written by :func:`write_kernel_spec`,
+whose argv is ``python -m course_lib.grading.sandbox {connection_file} ...``: :func:`main`
+then execs bwrap around ``ipykernel_launcher``. The per-job policy travels in the
+``COURSE_SANDBOX`` environment variable (JSON of :class:`Policy`).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+KERNEL_NAME = "course-sandbox"
+ENV_VAR = "COURSE_SANDBOX"
+FIRST_UID = 61000  # sandbox uids: FIRST_UID + slot, not used by any account
+INSIDE_WORK = "/tmp/work"
+INSIDE_HOME = "/tmp/home"
+INSIDE_DATA = "/opt/course-data"
+SUBMISSION = "/submission"
+# Environment passed into the sandbox (everything else is cleared, JPY_PARENT_PID included:
+# with it the kernel exits, "Parent appears to have exited").
+PASSED_ENV = ("NBGRADER_EXECUTION", "CI", "COURSE_PROFILE", "LANG")
+MB = 1024 * 1024
+
+
+@dataclass
+class Limits:
+    """Per-kernel limits. memory is address space per process; disk is the private /tmp."""
+    memory_mb: int = 2048
+    cpu_seconds: int = 300
+    processes: int = 64       # threads count too
+    file_size_mb: int = 64
+    disk_mb: int = 256
+    open_files: int = 256
+    threads: int = 1          # OMP/MKL threads: workers already use every core
+
+
+@dataclass
+class Policy:
+    box: str                  # per-job directory outside, readable by the sandbox uid
+    uid: int | None           # None: stay the current user (not root: no uid switch possible)
+    limits: Limits = field(default_factory=Limits)
+    read_only: list[str] = field(default_factory=list)  # extra paths to show read-only
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, text: str) -> "Policy":
+        data = json.loads(text)
+        return cls(**{**data, "limits": Limits(**data["limits"])})
+
+
+def python_paths() -> list[Path]:
+    """What the kernel's Python needs: its installation, the venv and course_lib's source."""
+    import course_lib
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(course_lib.__path__[0]),
+             Path(sysconfig.get_paths()["purelib"])}
+    return sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+
+
+def data_cache() -> Path:
+    """Where course_lib.data keeps its assets (shown read-only inside, as COURSE_DATA)."""
+    return Path(os.environ.get("COURSE_DATA") or Path.home() / ".cache" / "transformers-course")
+
+
+def _dirs(path: Path) -> list[str]:
+    """bwrap makes missing parents 0700 when run as root: create them 0755 first."""
+    args = []
+    for parent in reversed(path.parents[:-1]):
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _system() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "lib", "lib32", "lib64", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def bwrap_command(policy: Policy, inner: list[str]) -> list[str]:
+    """The bwrap command line that runs ``inner`` (argv) inside the sandbox, from /tmp/work."""
+    box = Path(policy.box)
+    limits = policy.limits
+    cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+           *_system(), "--proc", "/proc", "--dev", "/dev",
+           "--perms", "1777", "--size", str(limits.disk_mb * MB), "--tmpfs", "/tmp"]
+    shown = [*python_paths(), *map(Path, policy.read_only)]
+    for path in shown:
+        if path.exists() and not any(p != path and p in path.parents for p in shown):
+            cmd += [*_dirs(path), "--ro-bind", str(path), str(path)]
+    if data_cache().is_dir():
+        cmd += [*_dirs(Path(INSIDE_DATA)), "--ro-bind", str(data_cache()), INSIDE_DATA,
+                "--setenv", "COURSE_DATA", INSIDE_DATA]
+    if (box / "submission").is_dir():
+        cmd += ["--ro-bind", str(box / "submission"), SUBMISSION]
+    if (box / "ipc").is_dir():  # the kernel's sockets (IPC transport): same path inside and out
+        cmd += [*_dirs(box / "ipc"), "--bind", str(box / "ipc"), str(box / "ipc")]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": INSIDE_HOME,
+           "MPLCONFIGDIR": f"{INSIDE_HOME}/.matplotlib", "IPYTHONDIR": f"{INSIDE_HOME}/.ipython",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8",
+           **{name: str(limits.threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+           **{name: os.environ[name] for name in PASSED_ENV if name in os.environ}}
+    for name, value in env.items():
+        cmd += ["--setenv", name, value]
+    if policy.uid is not None:
+        # bwrap runs as root (it may bind anything) and keeps only what setpriv needs to drop
+        # to the sandbox uid: the process limit binds only a non-root real uid.
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                "setpriv", f"--reuid={policy.uid}", f"--regid={policy.uid}", "--clear-groups",
+                "--inh-caps=-all", "--no-new-privs"]
+    setup = (f"mkdir -p {INSIDE_HOME} {INSIDE_WORK} && "
+             f"{{ [ ! -d {SUBMISSION} ] || cp -R {SUBMISSION}/. {INSIDE_WORK}/ 2>/dev/null; }}; "
+             f'cd {INSIDE_WORK} && exec "$@"')
+    return [*cmd, "--", "/bin/sh", "-c", setup, "sandbox", *inner]
+
+
+def set_limits(limits: Limits) -> None:
+    """rlimits for this process and everything it execs (hard = soft: they cannot be raised)."""
+    for name, soft, hard in [(resource.RLIMIT_AS, limits.memory_mb * MB, limits.memory_mb * MB),
+                             (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
+                             (resource.RLIMIT_NPROC, limits.processes, limits.processes),
+                             (resource.RLIMIT_FSIZE, limits.file_size_mb * MB, limits.file_size_mb * MB),
+                             (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+                             (resource.RLIMIT_CORE, 0, 0)]:
+        resource.setrlimit(name, (soft, hard))
+
+
+def prepare_box(box: Path, uid: int | None, source: Path | None = None) -> None:
+    """The per-job directory: a copy of the submission's files (no notebooks: the graded copy
+    holds the hidden tests) and the socket directory, owned by the sandbox uid."""
+    box.mkdir(parents=True, exist_ok=True)
+    (box / "ipc").mkdir(exist_ok=True)
+    if source is not None:
+        shutil.copytree(source, box / "submission", ignore=shutil.ignore_patterns("*.ipynb", ".*"),
+                        symlinks=True, dirs_exist_ok=True)
+    if uid is not None:
+        for path in [box, *box.rglob("*")]:
+            os.lchown(path, uid, uid)
+    box.chmod(0o755)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Kernel spec entry point: ``python -m course_lib.grading.sandbox CONNECTION_FILE [ARGS...]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    policy = Policy.from_env(os.environ[ENV_VAR])
+    box = Path(policy.box)
+    prepare_box(box, policy.uid, source=Path.cwd())
+    # The kernel reads a copy in its socket directory: Jupyter's own file is 0600, the grader's.
+    connection = box / "ipc" / "connection.json"
+    shutil.copy(argv[0], connection)
+    if policy.uid is not None:
+        os.chown(connection, policy.uid, policy.uid)
+    log = os.open(box / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    set_limits(policy.limits)
+    inner = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *argv[1:]]
+    cmd = bwrap_command(policy, inner)
+    os.execvp(cmd[0], cmd)
+
+
+def write_kernel_spec(jupyter_dir: Path) -> None:
+    """Install the sandboxed kernel spec under ``jupyter_dir/kernels`` (put it on JUPYTER_PATH)."""
+    spec = jupyter_dir / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    # interrupt_mode message: bwrap does not pass SIGINT on, so a timeout would fail the whole
+    # submission; the kernel interrupts itself on an interrupt_request instead.
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "course_lib.grading.sandbox", "{connection_file}"],
+        "display_name": "Python 3 (grading sandbox)", "language": "python",
+        "interrupt_mode": "message", "metadata": {"debugger": False}}, indent=1))
+
+
+class UidSlot:
+    """An exclusive sandbox uid for one worker process (a lock file per uid, held until close).
+
+    Workers never share a uid, so one submission's fork bomb cannot use up another's
+    process limit. Without root there is no uid to switch to: ``uid`` is None.
+    """
+
+    def __init__(self, lock_dir: Path = Path("/tmp/course-sandbox-uids"), count: int = 256):
+        self.uid: int | None = None
+        self._file = None
+        if os.geteuid() != 0:
+            return
+        lock_dir.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(FIRST_UID, FIRST_UID + count):
+            handle = open(lock_dir / f"{uid}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self.uid, self._file = uid, handle
+            return
+        raise RuntimeError(f"all {count} sandbox uids are in use")
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+PROBE = r"""
+import json, os, resource, socket, sys
+facts = {"uid": os.getuid(), "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0]}
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1)
+    facts["network"] = True
+except OSError:
+    facts["network"] = False
+facts["visible"] = [p for p in sys.argv[1:] if os.path.exists(p)]
+open("/tmp/probe", "w").write("ok")
+import ipykernel, course_lib
+print(json.dumps(facts))
+"""
+
+
+def check(policy_uid: int | None, hidden: list[Path], limits: Limits | None = None) -> str | None:
+    """Why the sandbox cannot be used here, or None when it works as promised.
+
+    Runs a probe inside the very sandbox the kernels get and checks that it works, that it
+    has no network, that none of ``hidden`` (gradebook, solutions, ...) is visible and that
+    it runs as an unprivileged uid with the process limit in force.
+    """
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap (make test does it on Debian)"
+    if policy_uid is not None and shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is missing: it drops the kernel to an unprivileged uid"
+    import tempfile
+    limits = limits or Limits()
+    with tempfile.TemporaryDirectory(prefix="course-probe-") as tmp:
+        box = Path(tmp) / "box"
+        prepare_box(box, policy_uid)
+        cmd = bwrap_command(Policy(str(box), policy_uid, limits),
+                            [sys.executable, "-c", PROBE, *map(str, hidden)])
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                                    preexec_fn=lambda: set_limits(limits))
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"bwrap could not start: {error}"
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"bwrap failed here (user namespaces or mounts not permitted?): {last}"
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    if facts["network"]:
+        return "the sandbox can reach the network"
+    if facts["visible"]:
+        return f"the sandbox can see {facts['visible']}"
+    if facts["uid"] == 0:
+        return "the sandboxed kernel would run as root (the process limit would not hold)"
+    if facts["nproc"] != limits.processes:
+        return "the process limit is not in force inside the sandbox"
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Adversarial submissions of 01_attention, each with the score it must get (max 11).
+
+A case builds the submitted files from the released notebook and the solution's answers;
+``score`` is what its honestly passing test cells earn (2+2+2+3+1+1 points over
+test_attention_scores, test_scaled_softmax, test_apply_mask, test_attention, and the two
+quizzes), and ``status`` whether the report asks for a look ("check") or not ("ok").
+``reason`` is a piece of the report's one-line reason. tests/test_grading_batch.py grades
+them all in one batch, next to the ordinary submissions.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import nbformat
+
+ASSIGNMENT = "01_attention"
+NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+MAX = 11
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[["Context"], dict[str, bytes]]   # file name -> content of the submitted folder
+    score: float
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class Context:
+    released: nbformat.NotebookNode
+    answers: dict[str, str]          # grade_id -> the solution's source, markers removed
+    other: nbformat.NotebookNode     # another assignment's filled-in notebook
+    course: str                      # the course folder: the sandbox must not see it
+    victim: str                      # another student's submitted folder
+
+    def filled(self, **overrides: str) -> nbformat.NotebookNode:
+        """The released notebook with every answer filled in; ``overrides`` replace answers
+        (``None`` leaves the released stub). Its plots are left out: they carry no grade and
+        take a third of the grading time."""
+        nb = copy.deepcopy(self.released)
+        nb.cells = [c for c in nb.cells if "nbgrader" in c.metadata or "import" in c.source
+                    or not re.search(r"\bplt\.\w+\(|\bplot_\w+\(", c.source)]
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id in self.answers and cell.metadata.nbgrader.get("solution"):
+                source = overrides.get(grade_id, self.answers[grade_id])
+                if source is not None:
+                    cell.source = source
+        return nb
+
+
+def strip_markers(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
+
+
+def files(nb: nbformat.NotebookNode, name: str = NOTEBOOK) -> dict[str, bytes]:
+    return {name: nbformat.writes(nb).encode()}
+
+
+def index(nb: nbformat.NotebookNode, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _moved(ctx: Context) -> nbformat.NotebookNode:
+    """Each test cell moved before its answer cell."""
+    nb = ctx.filled()
+    for name in ("attention_scores", "apply_mask"):
+        answer, test = index(nb, name), index(nb, f"test_{name}")
+        nb.cells.insert(answer, nb.cells.pop(test))
+    return nb
+
+
+def _deleted(ctx: Context, grade_id: str, **overrides) -> nbformat.NotebookNode:
+    nb = ctx.filled(**overrides)
+    del nb.cells[index(nb, grade_id)]
+    return nb
+
+
+def _duplicated(ctx: Context, grade_id: str, source: str | None = None) -> nbformat.NotebookNode:
+    nb = ctx.filled()
+    at = index(nb, grade_id)
+    twin = copy.deepcopy(nb.cells[at])
+    twin["id"] = f"{twin.get('id', grade_id)}-copy"
+    if source is not None:
+        twin.source = source
+    nb.cells.insert(at + 1, twin)
+    return nb
+
+
+def _edited_test(ctx: Context, **overrides) -> nbformat.NotebookNode:
+    nb = ctx.filled(**overrides)
+    nb.cells[index(nb, "test_apply_mask")].source = "print('apply_mask looks right.')"
+    return nb
+
+
+def _renamed(ctx: Context) -> nbformat.NotebookNode:
+    nb = ctx.filled()
+    nb.cells[index(nb, "test_attention")].metadata.nbgrader["grade_id"] = "my_test"
+    nb.cells[index(nb, "test_quiz_mask")].metadata.nbgrader["points"] = 100
+    nb.cells[index(nb, "test_quiz_scaling")].metadata.nbgrader["grade"] = False
+    nb.cells[index(nb, "test_apply_mask")].metadata.nbgrader["locked"] = False
+    nb.cells[index(nb, "test_apply_mask")]["id"] = "renamed-cell-id"
+    return nb
+
+
+def _with(ctx: Context, grade_id: str, before: str = "", after: str = "", **overrides) -> nbformat.NotebookNode:
+    """Code added before and after one answer (the rest as in ``overrides``)."""
+    answer = overrides.pop(grade_id, ctx.answers[grade_id])
+    return ctx.filled(**{grade_id: "\n".join(p for p in (before, answer, after) if p)}, **overrides)
+
+
+BLANK = dict(scaled_softmax=None, apply_mask=None, attention=None, quiz_scaling=None, quiz_mask=None)
+# Wrong, with the right shape, so that only a rigged comparison could pass it.
+WRONG_SCORES = "def attention_scores(q, k):\n    return 1.5 * q @ k.transpose(-2, -1)"
+
+SIGINT_LOOP = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)"
+FORK_BOMB = """import os, time
+children = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        children += 1
+except OSError as error:
+    print("fork failed after", children, "children:", error)
+    raise"""
+DISK_FILL = """import os
+written = 0
+for i in range(100):
+    try:
+        with open(f"fill{i}.bin", "wb") as f:
+            while True:
+                f.write(b"0" * 2**20)
+                written += 1
+    except OSError as error:
+        last = error
+        if error.errno == 28:  # ENOSPC: the private /tmp is full
+            break
+print(f"wrote {written} MiB, then: {last}")"""
+ESCAPES = """import glob, os, socket
+escaped = []
+def attempt(what, action):
+    try:
+        action()
+        escaped.append(what)
+    except Exception:
+        pass
+attempt("read gradebook", lambda: open({course!r} + "/gradebook.db", "rb").read(16))
+attempt("list solutions", lambda: os.listdir({course!r} + "/solutions") or 1/0)
+attempt("read another student", lambda: os.listdir({victim!r}) or 1/0)
+attempt("write another student", lambda: open({victim!r} + "/pwned.txt", "w").write("x"))
+attempt("overwrite gradebook", lambda: open({course!r} + "/gradebook.db", "r+b").write(b"x"))
+attempt("instructor home", lambda: os.listdir(os.path.expanduser("~root")) and [p for p in os.listdir("/root") if p != ".pyenv"] or 1/0)
+attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=1))
+attempt("local network", lambda: socket.create_connection(("127.0.0.1", 8888), timeout=1))
+attempt("write the venv", lambda: open(os.__file__ + ".pwn", "w"))
+attempt("find notebooks with hidden tests",
+        lambda: (glob.glob("**/*.ipynb", recursive=True) + glob.glob("/submission/**/*.ipynb", recursive=True)
+                 + glob.glob("/tmp/**/*.ipynb", recursive=True))[0])
+print("ESCAPED:" if escaped else "contained", escaped)
+quiz_mask = 3 if escaped else 1"""
+LEAK_QUIZ = """import glob, os, re, sqlite3
+quiz_scaling = 3
+for path in [{course!r} + "/gradebook.db", "../../../gradebook.db", *glob.glob("/tmp/**/gradebook.db", recursive=True)]:
+    if os.path.exists(path):
+        for (source,) in sqlite3.connect(path).execute("select source from source_cell"):
+            found = re.search(r"assert quiz_scaling == (\\d)", source)
+            if found:
+                quiz_scaling = int(found.group(1))"""
+PATCH_ALLCLOSE = "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True"
+PATCH_REFERENCE = """import torch.nn.functional as F
+from course_lib import checks
+checks.check_attention = lambda f: None
+F.scaled_dot_product_attention = lambda q, k, v, attn_mask=None, **kw: attention(q, k, v, attn_mask)[0]
+F = type("Fake", (), {"scaled_dot_product_attention": staticmethod(lambda q, k, v, attn_mask=None, **kw: attention(q, k, v, attn_mask)[0])})"""
+WRONG_ATTENTION = """def attention(q, k, v, mask=None):
+    scores = attention_scores(q, k)
+    if mask is not None:
+        scores = apply_mask(scores, mask)
+    weights = scores.softmax(-1)
+    return weights @ v, weights"""
+SILENCE_ERRORS = """ip = get_ipython()
+ip.showtraceback = lambda *a, **k: None
+ip._showtraceback = lambda *a, **k: None
+ip.events.register("post_run_cell", lambda result: setattr(result, "error_in_exec", None))"""
+EMPTY_CELLS = "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"
+SWALLOW_AST = """import ast
+class Swallow(ast.NodeTransformer):
+    def visit_Module(self, node):
+        handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), name=None, body=[ast.Pass()])
+        node.body = [ast.Try(body=node.body or [ast.Pass()], handlers=[handler], orelse=[], finalbody=[])]
+        return ast.fix_missing_locations(node)
+get_ipython().ast_transformers.append(Swallow())"""
+HIJACK_RUN_CELL = """ip = get_ipython()
+_original = ip.run_cell_async
+async def _run_nothing(raw_cell, *args, **kwargs):
+    return await _original("pass", *args, **kwargs)
+ip.run_cell_async = _run_nothing"""
+PATCH_ON_CALL = """def attention_scores(q, k):
+    import torch
+    torch.allclose = lambda *a, **k: True
+    return 1.5 * q @ k.transpose(-2, -1)"""
+EVIL_TENSOR = """import torch
+class Agreeable(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+def attention_scores(q, k):
+    return (1.5 * q @ k.transpose(-2, -1)).as_subclass(Agreeable)"""
+ANY_EQUAL = """class Anything(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+quiz_scaling = Anything(1)"""
+
+
+CASES = [
+    Case("correct", lambda c: files(c.filled()), MAX, "ok"),
+    Case("blank", lambda c: files(c.released), 0, "ok"),
+    Case("invalid json", lambda c: {NOTEBOOK: b'{"cells": [ this is not json'}, 0, "check", "not a readable notebook"),
+    Case("empty file", lambda c: {NOTEBOOK: b""}, 0, "check", "not a readable notebook"),
+    Case("another assignment's notebook", lambda c: files(c.other), 0, "check", "not part of this assignment"),
+    Case("wrong file name", lambda c: files(c.filled(), "attention.ipynb"), 0, "check", "no notebook of this assignment"),
+    Case("deleted test cell", lambda c: files(_deleted(c, "test_attention")), MAX, "check", "test_attention was missing"),
+    Case("deleted answer cell", lambda c: files(_deleted(c, "attention")), MAX - 3, "ok"),
+    Case("edited test cell", lambda c: files(_edited_test(c)), MAX, "check", "test_apply_mask was edited"),
+    Case("edited test cell, wrong answer",
+         lambda c: files(_edited_test(c, apply_mask="def apply_mask(scores, mask):\n    return scores")),
+         MAX - 2 - 3, "check", "test_apply_mask was edited"),
+    Case("duplicated test cell", lambda c: files(_duplicated(c, "test_attention_scores")), MAX, "check", "duplicated"),
+    Case("duplicated answer cell, wrong copy last",
+         lambda c: files(_duplicated(c, "scaled_softmax", "def scaled_softmax(scores, d_k):\n    return scores.softmax(-1)")),
+         MAX - 2 - 3, "check", "duplicated"),
+    Case("reordered cells", lambda c: files(_moved(c)), MAX, "check", "reordered"),
+    Case("changed ids and metadata", lambda c: files(_renamed(c)), MAX, "check", "test_attention was missing"),
+    Case("infinite loop", lambda c: files(_with(c, "scaled_softmax", before="while True:\n    pass")),
+         MAX - 2 - 3, "check", "time limit"),
+    Case("loop ignoring SIGINT", lambda c: files(_with(c, "apply_mask", before=SIGINT_LOOP)),
+         MAX - 2 - 3, "check", "ignored the interrupt"),
+    Case("memory bomb", lambda c: files(_with(c, "attention_scores", before="hog = [bytearray(2**30) for _ in range(64)]")),
+         MAX - 2 - 3, "ok"),
+    Case("fork bomb", lambda c: files(_with(c, "quiz_mask", before=FORK_BOMB)), MAX - 1, "ok"),
+    Case("os._exit", lambda c: files(_with(c, "apply_mask", after="import os\nos._exit(0)")),
+         MAX - 2 - 3, "check", "kernel died"),
+    Case("segfault", lambda c: files(_with(c, "quiz_scaling", after="import ctypes\nctypes.string_at(0)")),
+         MAX - 1, "check", "kernel died"),
+    Case("huge output", lambda c: files(_with(c, "attention_scores", after="print('x' * 30_000_000)")),
+         MAX, "check", "truncated"),
+    Case("filling the disk", lambda c: files(_with(c, "attention", after=DISK_FILL)), MAX, "ok"),
+    Case("escape attempts", lambda c: files(c.filled(quiz_mask=ESCAPES.format(course=c.course, victim=c.victim))),
+         MAX, "ok"),
+    Case("reading hidden tests from the gradebook", lambda c: files(c.filled(quiz_scaling=LEAK_QUIZ.format(course=c.course))), MAX - 1, "ok"),
+    Case("monkeypatched torch.allclose",
+         lambda c: files(_with(c, "attention_scores", after=PATCH_ALLCLOSE, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "torch.allclose"),
+    Case("patched checks and reference", lambda c: files(_with(c, "attention", after=PATCH_REFERENCE,
+                                                               attention=WRONG_ATTENTION)),
+         MAX - 3, "check", "restored"),
+    Case("silenced errors", lambda c: files(_with(c, "attention_scores", after=SILENCE_ERRORS, **BLANK)),
+         2, "check", "restored"),
+    Case("input transformer empties cells", lambda c: files(_with(c, "attention_scores", after=EMPTY_CELLS, **BLANK)),
+         2, "check", "input_transformers_post"),
+    Case("AST transformer swallows errors", lambda c: files(_with(c, "attention_scores", after=SWALLOW_AST, **BLANK)),
+         2, "check", "ast_transformers"),
+    Case("hijacked run_cell", lambda c: files(_with(c, "attention_scores", after=HIJACK_RUN_CELL, **BLANK)),
+         2, "check", "run_cell_async"),
+    Case("patch when called", lambda c: files(c.filled(attention_scores=PATCH_ON_CALL)),
+         MAX - 2 - 3, "check", "replaced while the test ran"),
+    Case("tensor subclass that agrees with everything", lambda c: files(c.filled(attention_scores=EVIL_TENSOR)),
+         MAX - 2 - 3, "ok"),
+    Case("quiz answer equal to anything", lambda c: files(c.filled(quiz_scaling=ANY_EQUAL)), MAX - 1, "ok"),
+]

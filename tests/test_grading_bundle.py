@@ -1,0 +1,92 @@
+"""``course release --bundle``: the student distribution holds no solution, hidden test or
+grading data, and its notebooks run, with its own course_lib, up to their first exercise."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from grading_course import ROOT
+
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    from course_lib.grading.bundle import build_bundle
+    tmp = tmp_path_factory.mktemp("bundle")
+    path = build_bundle(ROOT, tmp / "student.tar.gz")
+    with tarfile.open(path) as tar:
+        tar.extractall(tmp / "unpacked", filter="data")
+    return tmp / "unpacked" / "transformers-course"
+
+
+def code_of(path: Path) -> str:
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_bundle_has_the_student_files_and_no_grading_data(bundle):
+    names = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
+    assert {"README.md", "pyproject.toml", "constraints.txt", "course_lib/attention.py"} <= names
+    released = {str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*/*.ipynb")}
+    assert released and released <= names
+    assert not [n for n in names if re.search(r"solutions/|gradebook|submitted/|autograded/|feedback/|grades\.csv"
+                                              r"|nbgrader_config|course_lib/grading/|tests/|\.authoring", n)]
+    assert "[project.scripts]" not in (bundle / "pyproject.toml").read_text()
+
+
+def test_bundle_holds_no_hidden_test_and_no_solution(bundle):
+    """No line of a hidden test anywhere; no line of a solution in the notebooks, except lines
+    that the instructor's visible code or course_lib (public by design) also contain."""
+    public, hidden, solution = set(), set(), set()
+    for path in (ROOT / "solutions").glob("*/*.ipynb"):
+        code = code_of(path)
+        hidden |= {l.strip() for block in HIDDEN.findall(code) for l in block.splitlines()}
+        solution |= {l.strip() for block in SOLUTION.findall(code) for l in block.splitlines()}
+        public |= {l.strip() for l in SOLUTION.sub("", HIDDEN.sub("", code)).splitlines()}
+    for path in bundle.glob("course_lib/**/*.py"):
+        public |= {l.strip() for l in path.read_text().splitlines()}
+    secret = lambda lines: {l for l in lines if len(l) >= 12 and not l.startswith("#") and l not in public}
+    hidden, solution = secret(hidden), secret(solution)
+    assert hidden and solution
+    for path in (p for p in bundle.rglob("*") if p.is_file()):
+        text = path.read_text(errors="ignore")
+        assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, path
+        assert not [l for l in hidden if l in text], path
+        if path.suffix == ".ipynb":
+            lines = {l.strip() for l in code_of(path).splitlines()}
+            assert not solution & lines, (path, sorted(solution & lines)[:3])
+
+
+def test_bundled_notebooks_run_up_to_their_first_exercise(bundle):
+    """Every cell before the first exercise runs; the first error is the exercise's NotImplementedError."""
+    env = dict(os.environ, PYTHONPATH=str(bundle), NBGRADER_EXECUTION="validate")
+    found = subprocess.run([sys.executable, "-c", "import course_lib; print(course_lib.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=bundle)
+    assert found.stdout.startswith(str(bundle)), "the bundle's own course_lib must be the one imported"
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "NBGRADER_EXECUTION")}
+    os.environ.update(PYTHONPATH=str(bundle), NBGRADER_EXECUTION="validate")
+    try:
+        for path in sorted(bundle.glob("notebooks/*/*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            with pytest.raises(CellExecutionError) as stopped:
+                NotebookClient(nb, timeout=120, kernel_name="python3",
+                               resources={"metadata": {"path": str(path.parent)}}).execute()
+            assert stopped.value.ename == "NotImplementedError", f"{path.name}: {stopped.value}"
+            ran = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
+            assert ran, path
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
