@@ -32,6 +32,23 @@ SETUPS = {  # (config, batch size, learning rate, seconds)
 }
 
 
+# Dense bf16 tensor-core peaks from the vendors' data sheets (FLOP/s), for the MFU figure.
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+
+
+def mfu_line(model: GPT, tokens_per_second: float, device: torch.device) -> str:
+    """Model FLOPs per second, and their share of the GPU's peak (model FLOPs utilization).
+
+    A training token costs 6 FLOPs per parameter (forward and backward) plus the attention
+    scores and sums, 12 * layers * d_model * context (the estimate of the PaLM paper)."""
+    c = model.config
+    flops = tokens_per_second * (6 * model.num_parameters(embeddings=False) + 12 * c.n_layer * c.d_model * c.block_size)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    peak = next((value for key, value in PEAK_BF16.items() if key in name), None)
+    share = f"MFU {flops / peak:.1%} of the {name} bf16 peak" if peak else "MFU: no known peak for this device"
+    return f"{flops / 1e12:.2f} TFLOP/s of model FLOPs; {share}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(SETUPS), default=None,
@@ -70,6 +87,8 @@ def main() -> None:
     eval_seconds = time.perf_counter() - t0
     print(f"steps: {history.steps} in {history.seconds:.1f} s of training ({wall:.1f} s wall), "
           f"{1000 * history.seconds / history.steps:.1f} ms/step")
+    tokens_per_second = history.steps * batch_size * model.config.block_size / history.seconds
+    print(f"throughput: {tokens_per_second:,.0f} tokens/s, {mfu_line(model, tokens_per_second, device)}")
     print(f"train loss (last 50 steps): {sum(history.train_loss[-50:]) / len(history.train_loss[-50:]):.3f}")
     print(f"validation loss: {val:.3f} nats/char = {val / math.log(2):.3f} bits/char "
           f"(whole validation split, {eval_seconds:.1f} s); goal <= {1.70 if profile == 'small' else 1.3}")
