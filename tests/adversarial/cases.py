@@ -119,6 +119,12 @@ BLANK = dict(scaled_softmax=None, apply_mask=None, attention=None, quiz_scaling=
 # Wrong, with the right shape, so that only a rigged comparison could pass it.
 WRONG_SCORES = "def attention_scores(q, k):\n    return 1.5 * q @ k.transpose(-2, -1)"
 
+# Right only for the inputs it leaves behind: zeros in, zeros out.
+EDITS_INPUTS = """def attention_scores(q, k):
+    q.zero_()
+    k.zero_()
+    return q @ k.transpose(-2, -1)"""
+
 SIGINT_LOOP = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)"
 FORK_BOMB = """import os, time
 children = 0
@@ -277,5 +283,6 @@ CASES = [
          MAX - 2 - 3, "check", "replaced while the test ran"),
     Case("tensor subclass that agrees with everything", lambda c: files(c.filled(attention_scores=EVIL_TENSOR)),
          MAX - 2 - 3, "ok"),
+    Case("answer that zeroes its inputs", lambda c: files(c.filled(attention_scores=EDITS_INPUTS)), MAX - 2 - 3, "ok"),
     Case("quiz answer equal to anything", lambda c: files(c.filled(quiz_scaling=ANY_EQUAL)), MAX - 1, "ok"),
 ]
