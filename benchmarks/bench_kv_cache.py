@@ -1,6 +1,6 @@
 """KV-cached generation vs recomputing the prefix, and course_lib's generate vs transformers'.
 
-On the same weights (a randomly initialized Hugging Face GPT2LMHeadModel, exact GELU, copied
+On the same weights (a randomly initialized Hugging Face GPT2LMHeadModel with its tanh GELU, copied
 into course_lib.gpt.GPT with GPT.from_gpt2, so both compute the same function), greedy
 decoding of N new tokens after a 16-token prompt, batch 1, float32, measured side by side:
 - course_lib.generation.generate with the KV cache (one new position per step) and without it
@@ -57,7 +57,7 @@ def main() -> None:
     new = args.new or size.pop("new")
     size.pop("new", None)
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(n_positions=PROMPT + max(new), activation_function="gelu", bos_token_id=0,
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=PROMPT + max(new), bos_token_id=0,
                                     eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                                     **size)).to(device).eval()
     hf.generation_config.eos_token_id = None  # always the full number of new tokens

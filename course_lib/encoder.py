@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from .multihead import MultiHeadAttention
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+# "gelu_tanh": the tanh approximation of GELU that GPT-2 was trained with (notebook 08).
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 class FeedForward(nn.Module):

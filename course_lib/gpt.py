@@ -36,6 +36,8 @@ from .multihead import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding
 from .training import History, autocast
 
+# transformers' names of GPT-2's activation -> FeedForward's
+_GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 KV = tuple[Tensor, Tensor]  # one layer's keys and values, each (batch, heads, seq, d_head)
 
 
@@ -53,6 +55,7 @@ class GPTConfig:
     bias: bool = True
     layer_norm_eps: float = 1e-5
     fast: bool = True         # fused kernels: F.scaled_dot_product_attention, torch's LayerNorm
+    activation: str = "gelu"  # "gelu_tanh" for GPT-2's weights
 
 
 def layer_norm(config: GPTConfig) -> nn.Module:
@@ -106,7 +109,7 @@ class Block(nn.Module):
         self.ln1 = layer_norm(config)
         self.attn = CausalSelfAttention(d, config.n_head, config.dropout, config.bias, config.fast)
         self.ln2 = layer_norm(config)
-        self.ff = FeedForward(d, 4 * d, config.dropout, activation="gelu")
+        self.ff = FeedForward(d, 4 * d, config.dropout, activation=config.activation)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, past: KV | None = None) -> tuple[Tensor, KV]:
@@ -175,15 +178,18 @@ class GPT(nn.Module):
         """A GPT with the weights of a Hugging Face ``GPT2LMHeadModel`` (introduced in notebook 08_gpt).
 
         GPT-2 stores its projections as ``Conv1D`` with (in, out) weights, the transpose of
-        nn.Linear's, and packs W_q, W_k, W_v into one ``c_attn``. GPT-2's GELU is the tanh
-        approximation ("gelu_new"); course_lib's FeedForward uses the exact GELU, so with those
-        weights the logits differ slightly (about 1e-3); a config with
-        ``activation_function="gelu"`` gives equal logits. The model gets the weights' dtype.
+        nn.Linear's, and packs W_q, W_k, W_v into one ``c_attn``. GPT-2 was trained with the
+        tanh approximation of GELU ("gelu_new"), which the model takes over from the config.
+        The model gets the weights' dtype.
         """
         hf = hf_model.config
+        if hf.activation_function not in _GPT2_ACTIVATIONS:
+            raise ValueError(f"activation_function must be one of {sorted(_GPT2_ACTIVATIONS)}, "
+                             f"got {hf.activation_function!r}")
         config = GPTConfig(vocab_size=hf.vocab_size, block_size=hf.n_positions, n_layer=hf.n_layer,
                            n_head=hf.n_head, d_model=hf.n_embd, dropout=0.0,
-                           layer_norm_eps=hf.layer_norm_epsilon, fast=fast)
+                           layer_norm_eps=hf.layer_norm_epsilon, fast=fast,
+                           activation=_GPT2_ACTIVATIONS[hf.activation_function])
         sd = hf_model.state_dict()
         model = cls(config).to(sd["transformer.wte.weight"].dtype)
         with torch.no_grad():

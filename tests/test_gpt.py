@@ -3,8 +3,8 @@
 - The whole model against transformers' GPT2LMHeadModel on a small random GPT2Config with the
   weights loaded by GPT.from_gpt2 (minGPT's test, offline): logits and the gradients of the
   loss with respect to the shared weights, float64, atol 1e-10 (a float64 rounding difference
-  is about 1e-15, a wrong formula above 1e-3). With GPT-2's own tanh-GELU the logits differ
-  by the GELU approximation only (< 1e-3).
+  is about 1e-15, a wrong formula above 1e-3), with GPT-2's own tanh-GELU and the exact one;
+  and the real ``gpt2`` weights where the hub answers (float32, 1e-4).
 - The KV cache: logits of incremental decoding equal full recomputation (float64, 1e-10), and
   greedy tokens generated with the cache equal those without it and those of transformers'
   ``generate`` on the same weights.
@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_lib.data import assets
 from course_lib.generation import generate
 from course_lib.gpt import GPT, CausalSelfAttention, GPTConfig, evaluate, get_batch, lm_loss, train, warmup_cosine
 
@@ -40,9 +41,10 @@ def tokens(batch=2, seq=11, vocab=50, seed=1):
     return torch.randint(vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
 @pytest.mark.parametrize("fast", [False, True])
-def test_logits_equal_gpt2(fast):
-    hf = hf_gpt2()
+def test_logits_equal_gpt2(fast, activation):
+    hf = hf_gpt2(activation)
     ours = GPT.from_gpt2(hf, fast=fast).double().eval()
     idx = tokens()
     expected = hf(idx).logits
@@ -70,12 +72,30 @@ def test_gradients_equal_gpt2():
         assert torch.allclose(mine, theirs, atol=ATOL, rtol=0), name
 
 
-def test_gpt2_tanh_gelu_differs_only_by_the_approximation():
+def test_gelu_approximation_matters():
+    """The tanh GELU is not the exact one, by far more than the tolerance of the tests above:
+    loading GPT-2 weights must take the config's."""
     hf = hf_gpt2(activation="gelu_new")
     ours = GPT.from_gpt2(hf).double().eval()
-    idx = tokens()
-    diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
-    assert 0 < diff < 1e-3
+    for block in ours.blocks:
+        block.ff.activation = "gelu"
+    diff = (ours(tokens())[0] - hf(tokens()).logits).abs().max().item()
+    assert diff > 100 * ATOL
+
+
+def test_unknown_gpt2_activation_is_refused():
+    with pytest.raises(ValueError, match="activation_function must be one of"):
+        GPT.from_gpt2(hf_gpt2(activation="relu"))
+
+
+@pytest.mark.skipif(not assets.online_available("smollm2"), reason="the hub is unreachable: the real gpt2 weights "
+                    "are online only (their offline stand-in, SmolLM2, is not a GPT-2)")
+def test_logits_equal_real_gpt2():
+    hf = transformers.GPT2LMHeadModel.from_pretrained("gpt2").eval()
+    ours = GPT.from_gpt2(hf).eval()
+    idx = torch.randint(50257, (2, 32), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(ours(idx)[0], hf(idx).logits, atol=1e-4, rtol=0)
 
 
 def test_weights_are_tied_and_counted_once():
