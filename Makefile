@@ -13,7 +13,7 @@ WORKERS ?= 2
 DEBIAN_PACKAGES := bubblewrap chromium
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-.PHONY: setup assets system-packages lab test release grade bench gpu-check lock clean-grading
+.PHONY: setup assets system-packages lab test release grade bundle bench gpu-check lock clean-grading
 
 setup: $(STAMP) assets
 
@@ -68,7 +68,6 @@ grade: setup system-packages
 
 # The student distribution (dist/transformers-course-student.tar.gz): notebooks, course_lib,
 # environment files, a README; no solutions, hidden tests or grading data.
-.PHONY: bundle
 bundle: setup
 	course release --bundle
 

@@ -405,6 +405,28 @@ def _encoder_variant(layer: nn.Module, x: Tensor, mask: Tensor | None, pre_ln: b
     return wrap(n2, h, layer.ff(h if ff_input == "h" else x), residual in ("both", "ff"))
 
 
+def _layer_and_reference(layer_class, reference_class, sizes: tuple[int, int, int], norms: tuple[str, ...],
+                         seed: int, modules: str):
+    """The student's layer built with ``sizes`` (d_model, num_heads, d_ff) and no dropout, with
+    gains and biases that differ per norm, so that a mixed-up norm shows; course_lib's layer with
+    the same weights; and a generator for the inputs. A layer whose sub-modules differ fails,
+    naming ``modules``."""
+    d_model = sizes[0]
+    torch.manual_seed(seed)
+    layer = layer_class(*sizes, dropout=0.0).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name in norms:
+            getattr(layer, name).weight.copy_(torch.rand(d_model, generator=g) + 0.5)
+            getattr(layer, name).bias.copy_(torch.rand(d_model, generator=g) - 0.5)
+    reference = reference_class(*sizes, dropout=0.0).eval()
+    try:
+        reference.load_state_dict(layer.state_dict())
+    except RuntimeError as error:
+        raise CheckFailed("keep the given __init__: the layer needs exactly the sub-modules "
+                          f"{modules} ({error})") from None
+    return layer, reference, g
+
 def check_encoder_layer(layer_class: type[nn.Module]) -> None:
     """Notebook 04: the student's post-LN encoder layer equals course_lib's ``EncoderLayer``.
 
@@ -412,19 +434,9 @@ def check_encoder_layer(layer_class: type[nn.Module]) -> None:
     ``course_lib.encoder.EncoderLayer`` and ``forward(x, mask=None) -> x``.
     """
     d_model, num_heads, d_ff = 8, 2, 16
-    torch.manual_seed(10)
-    layer = layer_class(d_model, num_heads, d_ff, dropout=0.0).eval()
-    g = torch.Generator().manual_seed(11)
-    with torch.no_grad():  # gains and biases that differ per norm, so a mixed-up norm shows
-        for norm in (layer.norm1, layer.norm2):
-            norm.weight.copy_(torch.rand(d_model, generator=g) + 0.5)
-            norm.bias.copy_(torch.rand(d_model, generator=g) - 0.5)
-    reference = EncoderLayer(d_model, num_heads, d_ff, dropout=0.0).eval()
-    try:
-        reference.load_state_dict(layer.state_dict())
-    except RuntimeError as error:
-        raise CheckFailed("keep the given __init__: the layer needs exactly the sub-modules self_attn, "
-                          f"ff, norm1, norm2, dropout1, dropout2 ({error})") from None
+    layer, reference, g = _layer_and_reference(layer_class, EncoderLayer, (d_model, num_heads, d_ff),
+                                               ("norm1", "norm2"), seed=10,
+                                               modules="self_attn, ff, norm1, norm2, dropout1, dropout2")
 
     x = torch.randn(2, 5, d_model, generator=g)
     mask = padding_mask(torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 0, 0]]), 0)
@@ -509,19 +521,9 @@ def check_decoder_layer(layer_class: type[nn.Module]) -> None:
     ``course_lib.decoder.DecoderLayer`` and ``forward(x, memory, tgt_mask=None, memory_mask=None)``.
     """
     d_model, num_heads, d_ff = 8, 2, 16
-    torch.manual_seed(6)
-    layer = layer_class(d_model, num_heads, d_ff, dropout=0.0).eval()
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():  # gains and biases that differ per norm, so a mixed-up norm shows
-        for norm in (layer.norm1, layer.norm2, layer.norm3):
-            norm.weight.copy_(torch.rand(d_model, generator=g) + 0.5)
-            norm.bias.copy_(torch.rand(d_model, generator=g) - 0.5)
-    reference = DecoderLayer(d_model, num_heads, d_ff, dropout=0.0).eval()
-    try:
-        reference.load_state_dict(layer.state_dict())
-    except RuntimeError as error:
-        raise CheckFailed("keep the given __init__: the layer needs exactly the sub-modules self_attn, "
-                          f"cross_attn, ff, norm1, norm2, norm3 ({error})") from None
+    layer, reference, g = _layer_and_reference(layer_class, DecoderLayer, (d_model, num_heads, d_ff),
+                                               ("norm1", "norm2", "norm3"), seed=6,
+                                               modules="self_attn, cross_attn, ff, norm1, norm2, norm3")
 
     # Same length of target and source first, so that a mix-up of x and memory runs and can be named.
     x, memory = torch.randn(2, 4, d_model, generator=g), torch.randn(2, 4, d_model, generator=g)

@@ -108,6 +108,15 @@ def _attend_blocks(q: Tensor, k: Tensor, v: Tensor, layout: Tensor, block_size: 
     return out.reshape(*q.shape[:-1], v.shape[-1])[..., :seq, :]
 
 
+def _self_attention_length(q: Tensor, k: Tensor, v: Tensor) -> int:
+    """The shared sequence length of q, k and v; ValueError when they differ."""
+    seq = q.shape[-2]
+    if k.shape[-2] != seq or v.shape[-2] != seq:
+        raise ValueError(f"q, k and v must have the same length (self-attention), got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    return seq
+
+
 def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, causal: bool = False) -> Tensor:
     """Self-attention restricted to ``sliding_window_mask(seq, window, causal)``, computed without
     the (seq, seq) scores: time and memory grow like seq * window
@@ -115,10 +124,7 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, causa
 
     q, k: (..., seq, d_k), v: (..., seq, d_v) (the same seq: self-attention). Returns (..., seq, d_v).
     """
-    seq = q.shape[-2]
-    if k.shape[-2] != seq or v.shape[-2] != seq:
-        raise ValueError(f"q, k and v must have the same length (self-attention), got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    seq = _self_attention_length(q, k, v)
     if window < 0:
         raise ValueError(f"window must be >= 0 (positions on each side), got {window}")
     # Blocks at least as long as the window: a query's keys lie in its own block and the two beside it.
@@ -138,10 +144,7 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, nei
 
     q, k: (..., seq, d_k), v: (..., seq, d_v). Returns (..., seq, d_v).
     """
-    seq = q.shape[-2]
-    if k.shape[-2] != seq or v.shape[-2] != seq:
-        raise ValueError(f"q, k and v must have the same length (self-attention), got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    seq = _self_attention_length(q, k, v)
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     layout = block_sparse_layout(-(-seq // block_size), neighbours, num_global, causal, q.device)

@@ -16,7 +16,7 @@ from torch import nn
 
 from course_lib.attention import causal_mask, from_key_padding_mask
 from course_lib.decoder import Decoder, DecoderLayer, Transformer, copy_torch_decoder_layer, target_mask
-from course_lib.encoder import Encoder, copy_torch_encoder_layer
+from course_lib.encoder import copy_torch_encoder_layer
 
 ATOL = 1e-10
 D_MODEL, HEADS, D_FF = 16, 4, 32
