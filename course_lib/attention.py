@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .validation import check_int, check_mask, check_number, check_tensor
 
-def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> torch.Size:
+    """The scores' leading shape, broadcast from q's, k's and v's; ValueError when they do not fit."""
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.dim() < 2:
-            raise ValueError(
-                f"{name} must have shape (..., seq, d) with at least 2 dimensions, "
-                f"got shape {tuple(t.shape)}"
-            )
+        check_tensor(name, t, "... seq d", "float")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must share their last dimension d_k: q is {tuple(q.shape)}, "
@@ -30,25 +29,16 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
             f"k and v must have the same sequence length: k is {tuple(k.shape)} "
             f"(seq_k={k.shape[-2]}), v is {tuple(v.shape)} (seq_k={v.shape[-2]})"
         )
-
-
-def check_mask(mask: Tensor, seq_q: int, seq_k: int) -> None:
-    """Raise ``ValueError`` unless ``mask`` is boolean and broadcasts to (..., seq_q, seq_k)."""
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(
-            f"mask must be a torch.bool tensor (True = may attend), got {got}; "
-            "build one with causal_mask / padding_mask"
-        )
-    if mask.dim() < 2 or mask.shape[-1] not in (1, seq_k) or mask.shape[-2] not in (1, seq_q):
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to "
-            f"(..., seq_q={seq_q}, seq_k={seq_k})"
-        )
+    try:
+        return torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"q, k and v must have broadcastable leading (batch, head) dimensions, got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}") from None
 
 
 def causal_mask(seq_len: int, device: torch.device | str | None = None) -> Tensor:
     """(seq_len, seq_len) bool mask: position i may attend to positions 0..i."""
+    check_int("seq_len", seq_len, low=0)
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
 
 
@@ -58,16 +48,20 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     tokens: (batch, seq) token ids. Returns (batch, 1, seq) bool, True at real tokens,
     which broadcasts over the query axis of (batch, seq_q, seq_k) scores.
     """
+    check_tensor("tokens", tokens, "batch seq", "integer")
+    check_int("pad_id", pad_id)
     return (tokens != pad_id).unsqueeze(-2)
 
 
 def from_key_padding_mask(key_padding_mask: Tensor) -> Tensor:
     """Convert PyTorch's ``key_padding_mask`` (batch, seq_k), True = ignore, to our (batch, 1, seq_k)."""
+    check_tensor("key_padding_mask", key_padding_mask, "batch seq_k")
     return ~key_padding_mask.bool().unsqueeze(-2)
 
 
 def to_key_padding_mask(mask: Tensor) -> Tensor:
     """Convert our (batch, 1, seq_k) padding mask back to PyTorch's (batch, seq_k), True = ignore."""
+    check_tensor("mask", mask, "batch 1 seq_k", "bool")
     return ~mask.squeeze(-2)
 
 
@@ -82,10 +76,12 @@ def scaled_dot_product_attention(
     applied (after dropout, as torch.nn.MultiheadAttention returns them).
     A query whose keys are all masked gets zero weights and a zero output, not NaN.
     """
-    _check_qkv(q, k, v)
+    batch = _check_qkv(q, k, v)
+    check_number("dropout_p", dropout_p, 0.0, 1.0)
+    if mask is not None:
+        check_mask(mask, q.shape[-2], k.shape[-2], batch)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
-        check_mask(mask, q.shape[-2], k.shape[-2])
         # softmax over a row of only -inf is NaN: give such rows finite scores here
         # and zero their weights below.
         no_key = ~mask.any(dim=-1, keepdim=True)

@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 from .attention import causal_mask, padding_mask
 from .encoder import Encoder, FeedForward, LayerNorm
-from .multihead import MultiHeadAttention
+from .multihead import MultiHeadAttention, copy_torch_attention
 from .positional import SinusoidalPositionalEncoding, TokenEmbedding
+from .validation import check_int, check_mask, check_tensor, check_token_ids, check_type
 
 
 def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
@@ -23,8 +24,7 @@ def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
     tgt: (batch, tgt) token ids. Returns (batch, tgt, tgt) bool, True = may attend: query t
     sees the keys 0..t (causal) that are not padding.
     """
-    if tgt.dim() != 2:
-        raise ValueError(f"tgt must be token ids of shape (batch, tgt), got {tuple(tgt.shape)}")
+    check_tensor("tgt", tgt, "batch tgt", "integer")
     return padding_mask(tgt, pad_id) & causal_mask(tgt.shape[1], device=tgt.device)
 
 
@@ -65,6 +65,11 @@ class DecoderLayer(nn.Module):
         Returns (batch, tgt, d_model).
         """
         _check_decoder_inputs(x, memory, self.d_model)
+        heads = self.self_attn.num_heads
+        if tgt_mask is not None:
+            check_mask(tgt_mask, x.shape[1], x.shape[1], (x.shape[0],), heads, name="tgt_mask")
+        if memory_mask is not None:
+            check_mask(memory_mask, x.shape[1], memory.shape[1], (x.shape[0],), heads, name="memory_mask")
         if self.norm_first:
             x = x + self._self_block(self.norm1(x), tgt_mask)
             x = x + self._cross_block(self.norm2(x), memory, memory_mask)
@@ -82,15 +87,13 @@ class DecoderLayer(nn.Module):
 
 
 def _check_decoder_inputs(x: Tensor, memory: Tensor, d_model: int) -> None:
-    if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x must have shape (batch, tgt, d_model={d_model}), got {tuple(x.shape)}")
-    if memory.dim() != 3 or memory.shape[-1] != d_model or memory.shape[0] != x.shape[0]:
-        raise ValueError(f"memory must have shape (batch={x.shape[0]}, src, d_model={d_model}), "
-                         f"got {tuple(memory.shape)}")
+    check_tensor("x", x, "batch tgt d_model", "float", d_model=d_model)
+    check_tensor("memory", memory, "batch src d_model", "float", batch=x.shape[0], d_model=d_model)
 
 
 class Decoder(nn.Module):
-    """A stack of ``num_layers`` decoder layers, each attending to the same ``memory`` (introduced in notebook 05_decoder).
+    """A stack of ``num_layers`` decoder layers, each attending to the same ``memory``
+    (introduced in notebook 05_decoder).
 
     Every layer's cross-attention reads the encoder's final output, not the matching
     encoder layer. As in ``Encoder``, a pre-LN stack ends with a final LayerNorm (``norm``),
@@ -101,8 +104,7 @@ class Decoder(nn.Module):
                  norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
                  fast: bool = False) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        check_int("num_layers", num_layers, low=1)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps, fast)
             for _ in range(num_layers))
@@ -132,6 +134,8 @@ class Transformer(nn.Module):
                  dropout: float = 0.1, max_len: int = 5000, norm_first: bool = False,
                  tie_weights: bool = True, fast: bool = False) -> None:
         super().__init__()
+        check_int("src_vocab_size", src_vocab_size, low=1)
+        check_int("tgt_vocab_size", tgt_vocab_size, low=1)
         self.src_embed = TokenEmbedding(src_vocab_size, d_model)
         self.tgt_embed = TokenEmbedding(tgt_vocab_size, d_model)
         self.pos = SinusoidalPositionalEncoding(d_model, max_len, dropout)
@@ -157,6 +161,7 @@ class Transformer(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """src: (batch, src) token ids; src_mask: (batch, 1, src) padding mask, True = real token.
         Returns memory (batch, src, d_model)."""
+        check_token_ids("src", src, self.src_embed.embedding.num_embeddings, "batch src")
         return self.encoder(self.pos(self.src_embed(src)), src_mask)
 
     def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor | None = None,
@@ -164,15 +169,15 @@ class Transformer(nn.Module):
         """tgt: (batch, tgt) token ids; memory: (batch, src, d_model); src_mask masks the padded
         memory positions; tgt_mask (batch, tgt, tgt), usually ``target_mask``. Returns the hidden
         states (batch, tgt, d_model), before the generator."""
+        check_token_ids("tgt", tgt, self.tgt_embed.embedding.num_embeddings, "batch tgt")
         return self.decoder(self.pos(self.tgt_embed(tgt)), memory, tgt_mask, src_mask)
 
     def forward(self, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None,
                 tgt_mask: Tensor | None = None) -> Tensor:
         """src: (batch, src), tgt: (batch, tgt) token ids; masks as in encode / decode.
         Returns logits (batch, tgt, tgt_vocab): position t scores the token that follows tgt[:, :t+1]."""
-        if src.dim() != 2 or tgt.dim() != 2 or src.shape[0] != tgt.shape[0]:
-            raise ValueError(f"src and tgt must be token ids of shapes (batch, src) and (batch, tgt) "
-                             f"with the same batch, got {tuple(src.shape)} and {tuple(tgt.shape)}")
+        check_tensor("src", src, "batch src", "index")
+        check_tensor("tgt", tgt, "batch tgt", "index", batch=src.shape[0])
         return self.generator(self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask))
 
 
@@ -183,13 +188,11 @@ def copy_torch_decoder_layer(torch_layer: nn.TransformerDecoderLayer, layer: nn.
     ``norm1`` ...). PyTorch calls the cross-attention ``multihead_attn`` and packs W_q, W_k, W_v
     into one ``in_proj_weight`` of shape (3 * d_model, d_model).
     """
+    check_type("torch_layer", torch_layer, nn.TransformerDecoderLayer)
+    check_type("layer", layer, nn.Module)
+    copy_torch_attention(torch_layer.self_attn, layer.self_attn)
+    copy_torch_attention(torch_layer.multihead_attn, layer.cross_attn)
     with torch.no_grad():
-        for mine, theirs in ((layer.self_attn, torch_layer.self_attn), (layer.cross_attn, torch_layer.multihead_attn)):
-            for linear, w, b in zip((mine.w_q, mine.w_k, mine.w_v), theirs.in_proj_weight.chunk(3),
-                                    theirs.in_proj_bias.chunk(3)):
-                linear.weight.copy_(w)
-                linear.bias.copy_(b)
-            mine.w_o.load_state_dict(theirs.out_proj.state_dict())
         for name in ("linear1", "linear2"):
             getattr(layer.ff, name).load_state_dict(getattr(torch_layer, name).state_dict())
         for name in ("norm1", "norm2", "norm3"):

@@ -9,16 +9,21 @@ queries (linear attention). Masks follow the course convention: bool, True = may
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+import torch.profiler
 from torch import Tensor
 
+from .validation import check_callable, check_device, check_int, check_number, check_tensor
 
 # Local attention works on blocks of at least this many positions: tiny blocks would make many
 # tiny matrix products, and the cost stays linear in seq whatever the (constant) block size.
@@ -36,8 +41,8 @@ def sliding_window_mask(seq_len: int, window: int, causal: bool = False,
 
     A window of seq_len - 1 or more is full (or causal) attention.
     """
-    if window < 0:
-        raise ValueError(f"window must be >= 0 (positions on each side), got {window}")
+    check_int("seq_len", seq_len, low=0)
+    check_int("window", window, low=0)
     pos = torch.arange(seq_len, device=device)
     offset = pos[:, None] - pos[None, :]  # i - j
     mask = offset.abs() <= window
@@ -51,8 +56,9 @@ def block_sparse_layout(num_blocks: int, neighbours: int = 1, num_global: int = 
     reads them, like the summary positions of the Sparse Transformer's fixed pattern);
     with ``causal``, only c <= b (introduced in notebook 09_efficient_attention).
     """
-    if neighbours < 0 or num_global < 0:
-        raise ValueError(f"neighbours and num_global must be >= 0, got {neighbours} and {num_global}")
+    check_int("num_blocks", num_blocks, low=0)
+    check_int("neighbours", neighbours, low=0)
+    check_int("num_global", num_global, low=0)
     layout = sliding_window_mask(num_blocks, neighbours, causal, device)
     layout[:, :num_global] = True
     return layout.tril() if causal else layout
@@ -63,8 +69,8 @@ def block_sparse_mask(seq_len: int, block_size: int, neighbours: int = 1, num_gl
     """(seq_len, seq_len) bool mask of ``block_sparse_layout`` with blocks of ``block_size``
     positions (the last block may be shorter); with ``causal`` also causal inside the blocks
     (introduced in notebook 09_efficient_attention)."""
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    check_int("seq_len", seq_len, low=0)
+    check_int("block_size", block_size, low=1)
     num_blocks = -(-seq_len // block_size)
     layout = block_sparse_layout(num_blocks, neighbours, num_global, causal, device)
     block_of = torch.arange(seq_len, device=device) // block_size
@@ -110,6 +116,11 @@ def _attend_blocks(q: Tensor, k: Tensor, v: Tensor, layout: Tensor, block_size: 
 
 def _self_attention_length(q: Tensor, k: Tensor, v: Tensor) -> int:
     """The shared sequence length of q, k and v; ValueError when they differ."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t, "... seq d", "float")
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q, k and v must share their leading dimensions, and q and k their last (d_k), got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     seq = q.shape[-2]
     if k.shape[-2] != seq or v.shape[-2] != seq:
         raise ValueError(f"q, k and v must have the same length (self-attention), got "
@@ -125,8 +136,7 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, causa
     q, k: (..., seq, d_k), v: (..., seq, d_v) (the same seq: self-attention). Returns (..., seq, d_v).
     """
     seq = _self_attention_length(q, k, v)
-    if window < 0:
-        raise ValueError(f"window must be >= 0 (positions on each side), got {window}")
+    check_int("window", window, low=0)
     # Blocks at least as long as the window: a query's keys lie in its own block and the two beside it.
     block_size = max(1, min(seq, max(window, MIN_BLOCK)))
     layout = sliding_window_mask(-(-seq // block_size), 1, causal, q.device)
@@ -145,8 +155,7 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, nei
     q, k: (..., seq, d_k), v: (..., seq, d_v). Returns (..., seq, d_v).
     """
     seq = _self_attention_length(q, k, v)
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    check_int("block_size", block_size, low=1)
     layout = block_sparse_layout(-(-seq // block_size), neighbours, num_global, causal, q.device)
 
     def allowed(i: Tensor, j: Tensor) -> Tensor:
@@ -158,7 +167,8 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, nei
 
 def elu_feature_map(x: Tensor) -> Tensor:
     """phi(x) = elu(x) + 1, positive everywhere: the feature map of Katharopoulos et al. (2020),
-    "Transformers are RNNs" (introduced in notebook 09_efficient_attention)."""
+    "Transformers are RNNs"."""
+    check_tensor("x", x, dtype="float")
     return F.elu(x) + 1
 
 
@@ -177,10 +187,18 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
     The causal form keeps one (d_k, d_v) state per position: memory seq * d_k * d_v
     (implementations that run long sequences process it in chunks, or step by step as an RNN).
     """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t, "... seq d", "float")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"q and k must share d_k, and k and v seq_k, got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    check_callable("feature_map", feature_map)
+    check_number("eps", eps, low=0.0)
     phi_q, phi_k = feature_map(q), feature_map(k)
     if causal:
         if q.shape[-2] != k.shape[-2]:
-            raise ValueError(f"causal linear attention needs seq_q == seq_k, got {q.shape[-2]} and {k.shape[-2]}")
+            raise ValueError(f"q and k must have the same length for causal linear attention (seq_q == seq_k), "
+                             f"got {q.shape[-2]} and {k.shape[-2]}")
         state = torch.einsum("...jd,...je->...jde", phi_k, v).cumsum(-3)   # (..., seq, d_k, d_v)
         numerator = torch.einsum("...id,...ide->...ie", phi_q, state)
         normalizer = (phi_q * phi_k.cumsum(-2)).sum(-1, keepdim=True)
@@ -206,11 +224,27 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _profiled_events(fn: Callable[[], object], memory: bool) -> list:
-    from torch.profiler import ProfilerActivity, profile
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=memory) as prof:
+def _profile(fn: Callable[[], object], memory: bool) -> torch.profiler.profile:
+    """The CPU profiler's record of one call of ``fn()`` (with every allocation when ``memory``)."""
+    with _quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                 profile_memory=memory) as prof:
         fn()
-    return list(prof.profiler.kineto_results.events())
+    return prof
+
+
+def _cpu_allocations(prof: torch.profiler.profile) -> list[int]:
+    """The bytes of every allocation (> 0) and free (< 0) of torch's CPU allocator, in order.
+
+    Read from the profiler's Chrome trace, the public record that keeps each of them:
+    ``prof.events()`` adds up the ones inside an operator, and a peak needs their order.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        events = json.loads(path.read_text())["traceEvents"]
+    cpu = int(torch.autograd.DeviceType.CPU)
+    memory = [e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == cpu]
+    return [e["args"]["Bytes"] for e in sorted(memory, key=lambda e: e["ts"])]
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
@@ -221,7 +255,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
     profiler records every allocation and free of torch's CPU allocator, and the peak of
     their running sum is taken (the same quantity; Python objects are not counted).
     """
-    device = torch.device(device)
+    check_callable("fn", fn)
+    device = check_device("device", device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -231,23 +266,26 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
         return torch.cuda.max_memory_allocated(device) - start
     if device.type != "cpu":
         raise ValueError(f"peak_memory measures on cpu or cuda, got {device}")
-    events = sorted((e for e in _profiled_events(fn, memory=True)
-                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
-                    key=lambda e: e.start_ns())
     held = peak = 0
-    for event in events:
-        held += event.nbytes()
+    for nbytes in _cpu_allocations(_profile(fn, memory=True)):
+        held += nbytes
         peak = max(peak, held)
     return peak
 
 
-def time_call(fn: Callable[[], object], device: torch.device | str, repeats: int = 5, warmup: int = 1) -> float:
+def time_call(fn: Callable[[], object], device: torch.device | str, repeats: int = 5, warmup: int = 1,
+              reduce: Callable[[list[float]], float] = min) -> float:
     """Seconds of the fastest of ``repeats`` calls of ``fn()`` after ``warmup`` calls, waiting for
     the GPU to finish each one (introduced in notebook 09_efficient_attention).
 
-    The fastest, not the mean: on a shared machine other work only ever adds time.
+    The fastest, not the mean: on a shared machine other work only ever adds time. ``reduce``
+    picks another statistic (``statistics.median`` for a benchmark's typical call).
     """
-    device = torch.device(device)
+    check_callable("fn", fn)
+    device = check_device("device", device)
+    check_int("repeats", repeats, low=1)
+    check_int("warmup", warmup, low=0)
+    check_callable("reduce", reduce)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -258,7 +296,7 @@ def time_call(fn: Callable[[], object], device: torch.device | str, repeats: int
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return reduce(times)
 
 
 _SDPA_KERNELS = {  # the aten operator each backend of F.scaled_dot_product_attention runs
@@ -275,7 +313,9 @@ def sdpa_backend(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> str:
     """Which kernel ``F.scaled_dot_product_attention(q, k, v, **kwargs)`` runs on these inputs:
     "flash", "mem-efficient", "cudnn", "math" or "flash (cpu)", read from the operators that
     the profiler records during one call (introduced in notebook 09_efficient_attention)."""
-    names = {e.name() for e in _profiled_events(lambda: F.scaled_dot_product_attention(q, k, v, **kwargs),
-                                                memory=False)}
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t, "... seq d", dtype="float")
+    prof = _profile(lambda: F.scaled_dot_product_attention(q, k, v, **kwargs), memory=False)
+    names = {event.key for event in prof.key_averages()}
     found = [label for op, label in _SDPA_KERNELS.items() if op in names]
     return found[0] if found else "unknown"

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .multihead import MultiHeadAttention
+from .multihead import MultiHeadAttention, copy_torch_attention
+from .validation import check_choice, check_int, check_number, check_tensor, check_type
 
 # "gelu_tanh": the tanh approximation of GELU that GPT-2 was trained with (notebook 08).
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
@@ -27,8 +28,10 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu") -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        check_int("d_model", d_model, low=1)
+        check_int("d_ff", d_ff, low=1)
+        check_number("dropout", dropout, 0.0, 1.0)
+        check_choice("activation", activation, sorted(_ACTIVATIONS))
         self.d_model, self.activation = d_model, activation
         self.linear1 = nn.Linear(d_model, d_ff)
         self.dropout = nn.Dropout(dropout)
@@ -36,13 +39,12 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (batch, seq, d_model) -> (batch, seq, d_model)."""
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have shape (batch, seq, d_model={self.d_model}), got {tuple(x.shape)}")
+        check_tensor("x", x, "batch seq d_model", "float", d_model=self.d_model)
         return self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x))))
 
 
 class LayerNorm(nn.Module):
-    """Layer normalization over the last (feature) dimension, written out (introduced in notebook 04_encoder).
+    """Layer normalization over the last (feature) dimension, written out (introduced in notebook 05_decoder).
 
     Each position is normalized on its own, to mean 0 and variance 1 over its d_model
     features (biased variance, eps inside the square root), then scaled by ``weight`` and
@@ -51,14 +53,15 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
+        check_int("d_model", d_model, low=1)
+        check_number("eps", eps, 0.0, low_open=True)
         self.d_model, self.eps = d_model, eps
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., d_model) -> (..., d_model)."""
-        if x.dim() < 1 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have shape (..., d_model={self.d_model}), got {tuple(x.shape)}")
+        check_tensor("x", x, "... d_model", "float", d_model=self.d_model)
         mean = x.mean(dim=-1, keepdim=True)
         var = (x - mean).square().mean(dim=-1, keepdim=True)
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
@@ -93,8 +96,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x: (batch, seq, d_model); mask: bool, True = may attend, broadcastable to
         (batch, seq, seq), e.g. padding_mask's (batch, 1, seq). Returns (batch, seq, d_model)."""
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have shape (batch, seq, d_model={self.d_model}), got {tuple(x.shape)}")
+        check_tensor("x", x, "batch seq d_model", "float", d_model=self.d_model)
         if self.norm_first:
             x = x + self.dropout1(self.self_attn(self.norm1(x), mask=mask)[0])
             return x + self.dropout2(self.ff(self.norm2(x)))
@@ -114,8 +116,7 @@ class Encoder(nn.Module):
                  norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
                  fast: bool = False) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        check_int("num_layers", num_layers, low=1)
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps, fast)
             for _ in range(num_layers))
@@ -134,13 +135,10 @@ def copy_torch_encoder_layer(torch_layer: nn.TransformerEncoderLayer, layer: nn.
     ``layer`` needs our attribute names (``self_attn.w_q`` ..., ``ff.linear1``, ``norm1`` ...).
     PyTorch packs W_q, W_k, W_v into one ``in_proj_weight`` of shape (3 * d_model, d_model).
     """
-    src = torch_layer.self_attn
+    check_type("torch_layer", torch_layer, nn.TransformerEncoderLayer)
+    check_type("layer", layer, nn.Module)
+    copy_torch_attention(torch_layer.self_attn, layer.self_attn)
     with torch.no_grad():
-        for mine, w, b in zip((layer.self_attn.w_q, layer.self_attn.w_k, layer.self_attn.w_v),
-                              src.in_proj_weight.chunk(3), src.in_proj_bias.chunk(3)):
-            mine.weight.copy_(w)
-            mine.bias.copy_(b)
-        layer.self_attn.w_o.load_state_dict(src.out_proj.state_dict())
         for name in ("linear1", "linear2"):
             getattr(layer.ff, name).load_state_dict(getattr(torch_layer, name).state_dict())
         for name in ("norm1", "norm2"):

@@ -12,10 +12,11 @@ would leave a sine without its cosine, so ``sinusoidal_encoding`` refuses it.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor, nn
+
+from .validation import check_int, check_number, check_tensor, check_token_ids
 
 BASE = 10000.0  # the paper's base: wavelengths run from 2*pi to BASE * 2*pi positions
 
@@ -29,9 +30,9 @@ def sinusoidal_encoding(max_len: int, d_model: int, *, dtype: torch.dtype | None
     docstring). Computed in float64 and returned in ``dtype`` (default: torch's default dtype),
     so that long tables keep full precision.
     """
-    if not (isinstance(max_len, numbers.Integral) and max_len >= 1):
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-    if not (isinstance(d_model, numbers.Integral) and d_model >= 2 and d_model % 2 == 0):
+    check_int("max_len", max_len, low=1)
+    check_int("d_model", d_model, low=2)
+    if d_model % 2:
         raise ValueError(
             f"d_model must be a positive even int, got {d_model!r}: the encoding is made of "
             "(sin, cos) pairs, one pair per frequency, in columns (2i, 2i+1)"
@@ -46,11 +47,11 @@ def sinusoidal_encoding(max_len: int, d_model: int, *, dtype: torch.dtype | None
 
 
 def _check_input(x: Tensor, d_model: int, max_len: int) -> None:
-    if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"x must have shape (batch, seq, d_model={d_model}), got {tuple(x.shape)}")
+    # a float x: adding the table to integer ids would round every position's vector
+    check_tensor("x", x, "batch seq d_model", "float", d_model=d_model)
     if x.shape[1] > max_len:
         raise ValueError(
-            f"sequence of length {x.shape[1]} is longer than max_len={max_len}; "
+            f"x must have at most max_len={max_len} positions, got {x.shape[1]}; "
             "build the module with a larger max_len"
         )
 
@@ -66,6 +67,9 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None) -> None:
         super().__init__()
+        check_int("vocab_size", vocab_size, low=1)
+        check_int("d_model", d_model, low=1)
+        check_int("padding_idx", padding_idx, 0, vocab_size - 1, optional=True)
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         nn.init.normal_(self.embedding.weight, std=d_model ** -0.5)
@@ -74,12 +78,8 @@ class TokenEmbedding(nn.Module):
                 self.embedding.weight[self.embedding.padding_idx].zero_()
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (batch, seq) integer ids -> (batch, seq, d_model)."""
-        if tokens.dim() != 2 or tokens.is_floating_point() or tokens.is_complex():
-            raise ValueError(
-                f"tokens must be integer ids of shape (batch, seq), got {tuple(tokens.shape)} "
-                f"of dtype {tokens.dtype}"
-            )
+        """tokens: (batch, seq) integer ids, each below vocab_size -> (batch, seq, d_model)."""
+        check_token_ids("tokens", tokens, self.embedding.num_embeddings)
         return self.embedding(tokens) * math.sqrt(self.d_model)
 
 
@@ -92,6 +92,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.1) -> None:
         super().__init__()
+        check_number("dropout", dropout, 0.0, 1.0)
         self.d_model, self.max_len = d_model, max_len
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)
@@ -103,7 +104,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """Adds a learned vector per position, then dropout, as BERT and GPT do (introduced in notebook 03_positional_encoding).
+    """Adds a learned vector per position, then dropout, as BERT and GPT do
+    (introduced in notebook 03_positional_encoding).
 
     ``embedding`` is ``nn.Embedding(max_len, d_model)``: row p is the vector of position p,
     initialised N(0, 0.02^2) as in BERT and GPT-2. Unlike the sinusoidal table it cannot
@@ -112,6 +114,9 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int, dropout: float = 0.0) -> None:
         super().__init__()
+        check_int("max_len", max_len, low=1)
+        check_int("d_model", d_model, low=1)
+        check_number("dropout", dropout, 0.0, 1.0)
         self.d_model, self.max_len = d_model, max_len
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)

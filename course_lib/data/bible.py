@@ -16,8 +16,11 @@ The two packages come through ``course_lib.data.assets`` (assets "sword-web" and
 into the course's cache directory and unpacked there (no root needed, nothing is installed),
 their checksums verified. Where apt cannot be used, the error names every way out.
 
-The SWORD zText format, read here with the standard library only. Each testament (``ot``,
-``nt``) has three files:
+Each module is described by its ``.conf`` in the library's ``mods.d/`` folder: where its
+files are (``DataPath``), its driver (``ModDrv=zText``) and its *versification*
+(``Versification=NRSVA``, KJV when absent): the books, their chapters and each chapter's
+number of verses. The SWORD zText format, read here with the standard library; each
+testament (``ot``, ``nt``) has three files:
 
 - ``.bzs``: one 12-byte entry per compressed block: offset in .bzz, compressed size,
   uncompressed size (little-endian uint32);
@@ -25,10 +28,10 @@ The SWORD zText format, read here with the standard library only. Each testament
   (uint32), size (uint16);
 - ``.bzz``: the zlib-compressed blocks, concatenated.
 
-The verse slots follow the module's versification in order: two testament headings, then
-for each book a book heading, and for each chapter a chapter heading followed by its verses.
-The text is OSIS XML; chapter headings carry ``<chapter sID="Gen.1"/>``, which is all this
-reader needs to know where chapters, and so books, begin.
+The verse slots follow the versification in order: two testament headings, then for each
+book a book heading, and for each chapter a chapter heading followed by its verses. So a
+verse's number comes from its slot's position alone; the versification tables are SWORD's
+own, as ``pysword`` ships them. The text is OSIS XML.
 """
 from __future__ import annotations
 
@@ -42,16 +45,21 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pysword.canons import canons
+
 from . import cache_dir
 
 MODULES = {"en": ("sword-web", "engWEB2015eb"), "es": ("sword-sparv", "spaRV1909eb")}  # asset, SWORD module
-PAIRS_FILE = "bible_en_es.tsv"
+# Named for the numbering that made it: a cache from before verses were numbered by the
+# versification (Daniel 12:13 missing) is not read back.
+PAIRS_FILE = "bible_en_es_versified.tsv"
 
 # Held-out books (the defaults of split_by_book): a narrative, a prophet and a letter for the
 # test set, two short books for validation.
 TEST_BOOKS = ("Ruth", "Jonah", "Mark", "Phil")
 VAL_BOOKS = ("Obad", "Titus", "2John")
 
+# A chapter heading's own marker, which names the chapter that the versification puts there.
 _CHAPTER = re.compile(r'<chapter\b[^>]*\bsID="([^".]+)\.(\d+)"')
 _NOTE = re.compile(r"<note\b.*?</note>", re.S)
 _TAG = re.compile(r"<[^>]+>")
@@ -69,7 +77,7 @@ _WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class VersePair:
-    """One aligned verse (introduced in notebook 06_training)."""
+    """One aligned verse."""
 
     book: str      # OSIS abbreviation: "Gen", "John", "1Cor", ...
     chapter: int
@@ -79,8 +87,7 @@ class VersePair:
 
 
 def osis_to_text(osis: str) -> str:
-    """The plain text of one verse of OSIS XML: footnotes dropped, markup removed, spaces collapsed
-    (introduced in notebook 06_training)."""
+    """The plain text of one verse of OSIS XML: footnotes dropped, markup removed, spaces collapsed."""
     text = _GLOSSARY.sub("", osis)
     text = html.unescape(_TAG.sub(" ", _NOTE.sub(" ", text)))
     text = _SPACE.sub(" ", text).strip()
@@ -91,7 +98,7 @@ def osis_to_text(osis: str) -> str:
 
 def restore_chapter_case(text: str, word_counts: Counter) -> str:
     """Undo the capitals of a chapter's first word: "EN el principio" -> "En el principio",
-    "Y ACONTECIÓ" -> "Y aconteció", "Y EZECHÎAS" -> "Y Ezechîas" (introduced in notebook 06_training).
+    "Y ACONTECIÓ" -> "Y aconteció", "Y EZECHÎAS" -> "Y Ezechîas".
 
     At the start of a sentence the word is capitalised; elsewhere it takes whichever of its
     lowercase and capitalised forms is more frequent in ``word_counts`` (names stay capitalised).
@@ -127,43 +134,80 @@ def _slots(path: Path) -> list[str]:
     return slots
 
 
-def read_ztext(folder: str | Path) -> dict[tuple[str, int, int], str]:
-    """The verses of a SWORD zText module: {(book, chapter, verse): OSIS text} (introduced in notebook 06_training).
+def read_conf(path: str | Path) -> dict[str, str]:
+    """The ``key=value`` lines of a SWORD module's ``.conf`` (a repeated key keeps its last value)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return dict(line.strip().split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
-    Verses whose slot is empty are left out; headings are not verses.
+
+def versification(name: str) -> dict[str, list[tuple[str, list[int]]]]:
+    """SWORD's versification ``name`` ("KJV", "NRSVA", ...): {testament: [(OSIS book, verses per
+    chapter)]}, from the tables pysword ships."""
+    if name.lower() not in canons:
+        raise ValueError(f"unknown versification {name!r}; SWORD's are: {', '.join(sorted(canons))}")
+    return {testament: [(osis, list(chapters)) for _, osis, _, chapters in books]
+            for testament, books in canons[name.lower()].items()}
+
+
+def read_ztext(folder: str | Path, books: dict[str, list[tuple[str, list[int]]]]) -> dict[tuple[str, int, int], str]:
+    """The verses of a SWORD zText module, numbered by its versification ``books``
+    (``versification(name)``): {(book, chapter, verse): OSIS text}.
+
+    Verses whose slot is empty are left out; headings are not verses. ValueError when the
+    module's slots do not fit the versification (their number, or a chapter heading's marker).
     """
     folder = Path(folder)
     verses = {}
-    for testament in ("ot", "nt"):
+    for testament, testament_books in books.items():
         if not folder.joinpath(testament + ".bzv").exists():
             continue  # a module may hold one testament only
         slots = _slots(folder / testament)
-        starts = [(i, m[1], int(m[2])) for i, s in enumerate(slots) if (m := _CHAPTER.search(s))]
-        for n, (start, book, chapter) in enumerate(starts):
-            end = starts[n + 1][0] if n + 1 < len(starts) else len(slots)
-            if n + 1 < len(starts) and starts[n + 1][2] == 1:
-                end -= 1  # the slot before a chapter 1 is the next book's heading
-            for verse, osis in enumerate(slots[start + 1:end], start=1):
-                if osis.strip():
-                    verses[(book, chapter, verse)] = osis
+        expected = 2 + sum(1 + len(chapters) + sum(chapters) for _, chapters in testament_books)
+        if len(slots) != expected:
+            raise ValueError(f"{folder / testament}.bzv has {len(slots)} verse slots, its versification "
+                             f"{expected}: the module's .conf names another versification")
+        slot = 2  # after the module's and the testament's headings
+        for book, chapters in testament_books:
+            slot += 1  # the book's heading
+            for chapter, count in enumerate(chapters, start=1):
+                if (marker := _CHAPTER.search(slots[slot])) and (marker[1], int(marker[2])) != (book, chapter):
+                    raise ValueError(f"{folder / testament}: the heading of {book} {chapter} is marked "
+                                     f"{marker[1]} {marker[2]}: the versification does not fit the module")
+                for verse, osis in enumerate(slots[slot + 1:slot + 1 + count], start=1):
+                    if osis.strip():
+                        verses[(book, chapter, verse)] = osis
+                slot += 1 + count
     if not verses:
         raise ValueError(f"no verses found in {folder}: is it a SWORD zText module?")
     return verses
 
 
-def module_dir(language: str) -> Path:
-    """The folder of the SWORD module of ``language`` ("en" or "es"), fetched if needed
-    (introduced in notebook 06_training). Raises ``assets.AssetUnavailable`` (a RuntimeError)
-    with the ways out when the package cannot be had."""
+def read_module(library: str | Path, module: str) -> dict[tuple[str, int, int], str]:
+    """The verses of the zText ``module`` of the SWORD library folder ``library`` (the one holding
+    ``mods.d/``), numbered by the versification that its .conf names."""
+    conf = read_conf(Path(library) / "mods.d" / f"{module}.conf")
+    if conf.get("ModDrv", "").lower() != "ztext" or conf.get("CompressType", "ZIP").upper() != "ZIP":
+        raise ValueError(f"{module}: ModDrv={conf.get('ModDrv')} CompressType={conf.get('CompressType')}; "
+                         f"this reader reads zlib-compressed zText modules only")
+    return read_ztext(Path(library) / conf["DataPath"], versification(conf.get("Versification", "KJV")))
+
+
+def library_dir(language: str) -> Path:
+    """The SWORD library folder (the one holding ``mods.d/``) with the module of ``language``
+    ("en" or "es"), fetched if needed. Raises ``assets.AssetUnavailable`` (a RuntimeError) with
+    the ways out when the package cannot be had."""
     from .assets import fetch
 
-    asset, module = MODULES[language]
-    return fetch(asset) / "modules" / "texts" / "ztext" / module
+    return fetch(MODULES[language][0])
+
+
+def load_verses(language: str) -> dict[tuple[str, int, int], str]:
+    """The verses of ``language``'s module ("en" or "es"): {(book, chapter, verse): OSIS text}."""
+    return read_module(library_dir(language), MODULES[language][1])
 
 
 def align(english: dict, spanish: dict, max_ratio: float = 2.0) -> list[VersePair]:
-    """Pairs of the verses that both texts have, with their plain text, in English canonical order
-    (introduced in notebook 06_training).
+    """Pairs of the verses that both texts have, with their plain text, in English canonical order.
 
     Verses that are empty once their notes are dropped are skipped, and so are pairs where one
     side is more than ``max_ratio`` times as long as the other (in characters): there the two
@@ -185,10 +229,10 @@ def align(english: dict, spanish: dict, max_ratio: float = 2.0) -> list[VersePai
 
 def load_pairs(refresh: bool = False) -> list[VersePair]:
     """The aligned English-Spanish verses, read once from the SWORD modules and then from a cache
-    file ``cache_dir()/bible_en_es.tsv`` (introduced in notebook 06_training)."""
+    file ``cache_dir()/PAIRS_FILE``."""
     path = cache_dir() / PAIRS_FILE
     if refresh or not path.exists():
-        pairs = align(read_ztext(module_dir("en")), read_ztext(module_dir("es")))
+        pairs = align(load_verses("en"), load_verses("es"))
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with tmp.open("w", encoding="utf-8", newline="") as f:
             csv.writer(f, delimiter="\t", lineterminator="\n").writerows(
@@ -200,7 +244,7 @@ def load_pairs(refresh: bool = False) -> list[VersePair]:
 
 def split_by_book(pairs: list[VersePair], val_books=VAL_BOOKS, test_books=TEST_BOOKS) -> dict[str, list[VersePair]]:
     """{"train", "val", "test"}: whole books go to validation and test, so that no verse of a
-    held-out book is seen in training (introduced in notebook 06_training)."""
+    held-out book is seen in training."""
     if set(val_books) & set(test_books):
         raise ValueError(f"a book cannot be in both validation and test: {set(val_books) & set(test_books)}")
     known = {p.book for p in pairs}

@@ -18,6 +18,8 @@ import datetime as dt
 import random
 from typing import Callable
 
+from ..validation import check, check_int, check_number, check_type
+
 FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December"]
@@ -55,12 +57,15 @@ FORMATS: list[Callable[[dt.date], str]] = [
 
 
 def human_date(day: dt.date, style: int) -> str:
-    """``day`` written in format number ``style`` (0 <= style < len(FORMATS)) (introduced in notebook 06_training)."""
+    """``day`` written in format number ``style`` (0 <= style < len(FORMATS))."""
+    check_type("day", day, dt.date, "a datetime.date")
+    check_int("style", style, 0, len(FORMATS) - 1)
     return FORMATS[style](day)
 
 
 def iso_date(day: dt.date) -> str:
-    """The target: YYYY-MM-DD (introduced in notebook 06_training)."""
+    """The target: YYYY-MM-DD."""
+    check_type("day", day, dt.date, "a datetime.date")
     return day.isoformat()
 
 
@@ -75,6 +80,14 @@ def date_splits(sizes: dict[str, int] | None = None, seed: int = 0,
     """
     sizes = sizes or {"train": 20000, "val": 1000, "test": 1000}
     fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
+    check(isinstance(sizes, dict), "sizes", "a dict of split name -> number of pairs", sizes, TypeError)
+    check(isinstance(fractions, dict), "fractions", "a dict of split name -> fraction of the days", fractions,
+          TypeError)
+    for name, size in sizes.items():
+        check_int(f"sizes[{name!r}]", size, low=0)
+    for name, fraction in fractions.items():
+        check_number(f"fractions[{name!r}]", fraction, 0.0, 1.0)
+    check_int("seed", seed)
     if set(sizes) != set(fractions) or abs(sum(fractions.values()) - 1) > 1e-9:
         raise ValueError(f"sizes and fractions must name the same splits and fractions sum to 1, "
                          f"got {sorted(sizes)} and {fractions}")
@@ -86,6 +99,8 @@ def date_splits(sizes: dict[str, int] | None = None, seed: int = 0,
         count = round(fractions[name] * len(days))
         own = days[start:start + count]
         start += count
+        check(bool(own) or not sizes[name], f"fractions[{name!r}]", "large enough to give the split at least "
+              "one calendar day", fractions[name])
         picks = [rng.choice(own) for _ in range(sizes[name])]
         splits[name] = [(human_date(d, rng.randrange(len(FORMATS))), iso_date(d)) for d in picks]
     return {name: splits[name] for name in sizes}

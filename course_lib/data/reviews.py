@@ -25,7 +25,7 @@ _SPACE = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class Split:
-    """Texts and their integer labels, in the same order (introduced in notebook 07_bert)."""
+    """Texts and their integer labels, in the same order."""
 
     texts: list[str]
     labels: list[int]
@@ -44,8 +44,7 @@ class Split:
 
 @dataclass(frozen=True)
 class SentimentData:
-    """A sentiment data set: its name, the label names (index = label) and the two splits
-    (introduced in notebook 07_bert)."""
+    """A sentiment data set: its name, the label names (index = label) and the two splits."""
 
     name: str
     label_names: tuple[str, ...]
@@ -54,13 +53,12 @@ class SentimentData:
 
 
 def clean(text: str) -> str:
-    """HTML line breaks to spaces and runs of spaces to one (both data sets carry ``<br />``)
-    (introduced in notebook 07_bert)."""
+    """HTML line breaks to spaces and runs of spaces to one (both data sets carry ``<br />``)."""
     return _SPACE.sub(" ", _BREAK.sub(" ", text)).strip()
 
 
 def load_fine_food() -> SentimentData:
-    """The Amazon Fine Food reviews of R's modeldata package, offline (introduced in notebook 07_bert)."""
+    """The Amazon Fine Food reviews of R's modeldata package, offline."""
     database = assets.fetch("modeldata") / "data" / "Rdata"
     splits = []
     for name in ("training_data", "testing_data"):
@@ -70,7 +68,7 @@ def load_fine_food() -> SentimentData:
 
 
 def load_imdb() -> SentimentData:
-    """The IMDB movie reviews from the Hugging Face hub, through ``datasets`` (introduced in notebook 07_bert)."""
+    """The IMDB movie reviews from the Hugging Face hub, through ``datasets``."""
     from datasets import load_dataset  # only the online path needs it
 
     data = load_dataset(assets.get("modeldata").online)
@@ -79,8 +77,7 @@ def load_imdb() -> SentimentData:
 
 
 def load_sentiment(online: bool | None = None) -> SentimentData:
-    """IMDB when the hub can be reached (or ``online=True``), else the Fine Food reviews
-    (introduced in notebook 07_bert)."""
+    """IMDB when the hub can be reached (or ``online=True``), else the Fine Food reviews."""
     if online is None:
         online = assets.online_available("modeldata")
     return load_imdb() if online else load_fine_food()

@@ -1,4 +1,4 @@
-"""Tokenizers and padded batches (introduced in notebook 06_training).
+"""Character-level and BPE tokenizers (introduced in notebook 06_training).
 
 Every tokenizer of the course reserves the same four special tokens at the same ids:
 
@@ -7,21 +7,15 @@ Every tokenizer of the course reserves the same four special tokens at the same 
     <eos> = 2   "end of sequence": the last token a model must produce
     <unk> = 3   stands for anything outside the vocabulary
 
-so that batching, masks, losses and decoding need no tokenizer to know them.
+so that batching (``course_lib.batching``), masks, losses and decoding need no tokenizer to know them.
 """
 from __future__ import annotations
 
-import random
 import unicodedata
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
-import torch
-from torch import Tensor
-
-from ..attention import padding_mask
-from ..decoder import target_mask
+from ..validation import check, check_int, check_strings, check_type, describe
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -33,10 +27,23 @@ class _Specials:
 
     pad_id, bos_id, eos_id, unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
 
+    vocab_size: int
+
+    def _ids(self, ids: Iterable[int]) -> list[int]:
+        """``ids`` as ints, each checked to be in [0, vocab_size)."""
+        check(not isinstance(ids, (str, bytes)) and hasattr(ids, "__iter__"), "ids",
+              "an iterable of int token ids", ids, TypeError)
+        out = [int(i) for i in ids]
+        bad = [i for i in out if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"ids must be token ids in [0, {self.vocab_size - 1}] (vocab_size={self.vocab_size}), "
+                             f"got {describe(bad)} among them")
+        return out
+
     def _content(self, ids: Iterable[int]) -> list[int]:
         """The ids up to the first <eos>, without <pad> and <bos>."""
         out = []
-        for i in (int(i) for i in ids):
+        for i in self._ids(ids):
             if i == EOS_ID:
                 break
             if i not in (PAD_ID, BOS_ID):
@@ -52,15 +59,19 @@ class CharTokenizer(_Specials):
     """
 
     def __init__(self, alphabet: Iterable[str]) -> None:
+        check(hasattr(alphabet, "__iter__"), "alphabet", "an iterable of single characters", alphabet, TypeError)
         chars = sorted(set(alphabet))
-        if any(len(c) != 1 for c in chars):
-            raise ValueError("alphabet must be single characters")
+        check(all(isinstance(c, str) for c in chars), "alphabet", "an iterable of single characters",
+              alphabet, TypeError)
+        long = [c for c in chars if len(c) != 1]
+        check(not long, "alphabet", "single characters", long)
         self.itos = list(SPECIAL_TOKENS) + chars
         self.stoi = {c: i for i, c in enumerate(self.itos)}
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> "CharTokenizer":
         """A tokenizer whose alphabet is every character that occurs in ``texts``."""
+        texts = check_strings("texts", texts, allow_empty=True)
         return cls(set().union(*map(set, texts)))
 
     @property
@@ -69,6 +80,7 @@ class CharTokenizer(_Specials):
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without special tokens."""
+        check_type("text", text, str)
         return [self.stoi.get(c, UNK_ID) for c in text]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -77,7 +89,7 @@ class CharTokenizer(_Specials):
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """One string per id, special tokens included (labels for plots)."""
-        return [self.itos[int(i)] for i in ids]
+        return [self.itos[i] for i in self._ids(ids)]
 
 
 class BPETokenizer(_Specials):
@@ -92,6 +104,8 @@ class BPETokenizer(_Specials):
     """
 
     def __init__(self, tokenizer) -> None:
+        check(all(hasattr(tokenizer, n) for n in ("token_to_id", "encode", "decode")), "tokenizer",
+              "a tokenizers.Tokenizer", tokenizer, TypeError)
         self.tokenizer = tokenizer
         for i, token in enumerate(SPECIAL_TOKENS):
             if tokenizer.token_to_id(token) != i:
@@ -102,6 +116,9 @@ class BPETokenizer(_Specials):
         """Learn the merges from ``texts`` (strings); the special tokens come first, at ids 0..3."""
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+        texts = check_strings("texts", texts)
+        check_int("vocab_size", vocab_size, low=len(SPECIAL_TOKENS) + 1)
+        check_int("min_frequency", min_frequency, low=1)
         tok = Tokenizer(models.BPE(unk_token=UNK))
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
@@ -116,6 +133,9 @@ class BPETokenizer(_Specials):
         """Read a tokenizer written by ``save``."""
         from tokenizers import Tokenizer
 
+        check_type("path", path, (str, Path), "a file path (str or Path)")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"path must be a tokenizer file written by save, got {str(path)!r}: no such file")
         return cls(Tokenizer.from_file(str(path)))
 
     def save(self, path: str | Path) -> None:
@@ -128,11 +148,13 @@ class BPETokenizer(_Specials):
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without special tokens."""
+        check_type("text", text, str)
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """``encode`` for many texts at once (in parallel, in Rust)."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        texts = check_strings("texts", texts, allow_empty=True)
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids`` up to the first <eos>; <pad> and <bos> are skipped."""
@@ -140,97 +162,4 @@ class BPETokenizer(_Specials):
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """One string per id, special tokens included (labels for plots)."""
-        return [self.tokenizer.id_to_token(int(i)) for i in ids]
-
-
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:
-    """Right-pad lists of ids to one (batch, longest) LongTensor (introduced in notebook 06_training)."""
-    if not sequences:
-        raise ValueError("pad_sequences needs at least one sequence")
-    out = torch.full((len(sequences), max(map(len, sequences))), pad_id, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
-
-
-@dataclass
-class Batch:
-    """One padded batch for an encoder-decoder model, with its masks (introduced in notebook 06_training).
-
-    src:      (batch, src) source ids, each ending in <eos>
-    tgt_in:   (batch, tgt) the decoder's input:  <bos> y1 ... yn   (teacher forcing)
-    tgt_out:  (batch, tgt) what it must predict: y1 ... yn <eos>  (tgt_in shifted left by one)
-    src_mask: (batch, 1, src) True at real source tokens
-    tgt_mask: (batch, tgt, tgt) True where query t may attend to key s: s <= t and s is no padding
-    """
-
-    src: Tensor
-    tgt_in: Tensor
-    tgt_out: Tensor
-    src_mask: Tensor
-    tgt_mask: Tensor
-
-    @property
-    def num_tokens(self) -> int:
-        """How many target tokens are scored (padding excluded)."""
-        return int((self.tgt_out != PAD_ID).sum())
-
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
-
-
-def make_batch(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> Batch:
-    """A Batch from lists of source and target ids (without special tokens) (introduced in notebook 06_training)."""
-    if len(sources) != len(targets):
-        raise ValueError(f"as many sources as targets, got {len(sources)} and {len(targets)}")
-    src = pad_sequences([list(s) + [EOS_ID] for s in sources])
-    tgt_in = pad_sequences([[BOS_ID] + list(t) for t in targets])
-    tgt_out = pad_sequences([list(t) + [EOS_ID] for t in targets])
-    return Batch(src, tgt_in, tgt_out, padding_mask(src, PAD_ID), target_mask(tgt_in, PAD_ID))
-
-
-class BatchLoader:
-    """Iterates over padded Batches of (source ids, target ids) pairs (introduced in notebook 06_training).
-
-    With ``shuffle``, every pass draws a new order; pairs of similar source length share a
-    batch (sorted within pools of 50 batches), so that little compute goes to padding.
-    ``max_tokens`` additionally caps the padded size (batch x longest sequence) of a batch.
-    """
-
-    def __init__(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int,
-                 shuffle: bool = True, seed: int = 0, max_tokens: int | None = None) -> None:
-        if not pairs:
-            raise ValueError("BatchLoader needs at least one pair")
-        self.pairs, self.batch_size, self.shuffle, self.max_tokens = list(pairs), batch_size, shuffle, max_tokens
-        self.rng = random.Random(seed)
-        self._fixed = None if shuffle else self._group(list(range(len(self.pairs))))
-
-    def _group(self, order: list[int]) -> list[list[int]]:
-        length = lambda i: max(len(self.pairs[i][0]), len(self.pairs[i][1])) + 2  # noqa: E731
-        pool = 50 * self.batch_size
-        groups = []
-        for start in range(0, len(order), pool):
-            chunk = sorted(order[start:start + pool], key=length)
-            group: list[int] = []
-            for i in chunk:  # ascending length: pair i is the longest of its group so far
-                if group and (len(group) == self.batch_size
-                              or (self.max_tokens and length(i) * (len(group) + 1) > self.max_tokens)):
-                    groups.append(group)
-                    group = []
-                group.append(i)
-            groups.append(group)
-        return groups
-
-    def __iter__(self) -> Iterator[Batch]:
-        if self._fixed is not None:
-            groups = self._fixed
-        else:
-            order = list(range(len(self.pairs)))
-            self.rng.shuffle(order)
-            groups = self._group(order)
-            self.rng.shuffle(groups)
-        for group in groups:
-            yield make_batch([self.pairs[i][0] for i in group], [self.pairs[i][1] for i in group])
-
-    def __len__(self) -> int:
-        return len(self._fixed if self._fixed is not None else self._group(list(range(len(self.pairs)))))
+        return [self.tokenizer.id_to_token(i) for i in self._ids(ids)]

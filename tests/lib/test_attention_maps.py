@@ -1,0 +1,118 @@
+"""attention_maps against a recomputation: softmax(Q K^T / sqrt(d_head)) from each layer's own
+input and projection weights, stepped through the model by hand."""
+import math
+
+import pytest
+import torch
+
+from course_lib.attention import causal_mask, padding_mask
+from course_lib.attention_maps import attention_maps, layer_head_grid
+from course_lib.decoder import Transformer
+from course_lib.encoder import Encoder
+from course_lib.gpt import GPT, GPTConfig
+from course_lib.multihead import MultiHeadAttention
+
+TOL = dict(atol=1e-5, rtol=0)
+
+
+def recompute(mha: MultiHeadAttention, query, key, mask=None):
+    """The weights by the formula, each head's projection cut out of the layer's weight matrices."""
+    d_head = mha.d_model // mha.num_heads
+    heads = []
+    for h in range(mha.num_heads):
+        rows = slice(h * d_head, (h + 1) * d_head)
+        q = query @ mha.w_q.weight[rows].T + mha.w_q.bias[rows]
+        k = key @ mha.w_k.weight[rows].T + mha.w_k.bias[rows]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        heads.append(scores.softmax(-1).nan_to_num(0.0))
+    return torch.stack(heads, dim=1)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("fast", [False, True])
+def test_encoder_maps_equal_the_recomputation(norm_first, fast):
+    torch.manual_seed(0)
+    encoder = Encoder(3, d_model=16, num_heads=4, d_ff=32, dropout=0.3, norm_first=norm_first, fast=fast).train()
+    tokens = torch.tensor([[5, 3, 7, 2, 9], [4, 8, 1, 0, 0]])
+    x, mask = torch.randn(2, 5, 16), padding_mask(tokens, 0)
+    maps = attention_maps(encoder, x, mask)
+    assert list(maps) == [f"layers.{i}.self_attn" for i in range(3)]
+    encoder.eval()
+    with torch.no_grad():
+        h = x
+        for i, layer in enumerate(encoder.layers):
+            inp = layer.norm1(h) if norm_first else h
+            torch.testing.assert_close(maps[f"layers.{i}.self_attn"], recompute(layer.self_attn, inp, inp, mask), **TOL)
+            h = layer(h, mask)
+    assert maps["layers.0.self_attn"][1, :, :, 3:].abs().max() == 0, "padded keys get weight"
+    # the model is left as it was found
+    assert all(layer.self_attn.fast == fast for layer in encoder.layers)
+
+
+def test_transformer_maps_cover_every_layer_and_kind():
+    torch.manual_seed(1)
+    model = Transformer(11, 13, d_model=16, num_heads=2, num_encoder_layers=2, num_decoder_layers=3,
+                        d_ff=32, dropout=0.1, fast=True).train()
+    src, tgt = torch.tensor([[3, 4, 5, 6, 0]]), torch.tensor([[1, 7, 8, 9]])
+    src_mask, tgt_mask = padding_mask(src, 0), causal_mask(4).unsqueeze(0)
+    maps = attention_maps(model, src, tgt, src_mask, tgt_mask)
+    assert model.training
+    assert layer_head_grid(maps, "encoder", "self_attn").shape == (2, 2, 5, 5)
+    assert layer_head_grid(maps, "decoder", "self_attn").shape == (3, 2, 4, 4)
+    cross = layer_head_grid(maps, "decoder", "cross_attn")
+    assert cross.shape == (3, 2, 4, 5)
+    model.eval()
+    with torch.no_grad():
+        memory = model.encode(src, src_mask)
+        y = model.pos(model.tgt_embed(tgt))
+        for i, layer in enumerate(model.decoder.layers):
+            torch.testing.assert_close(maps[f"decoder.layers.{i}.self_attn"][0],
+                                       recompute(layer.self_attn, y, y, tgt_mask)[0], **TOL)
+            h = layer.norm1(y + layer.self_attn(y, mask=tgt_mask)[0])  # post-LN: cross-attention's query
+            torch.testing.assert_close(cross[i], recompute(layer.cross_attn, h, memory, src_mask)[0], **TOL)
+            y = layer(y, memory, tgt_mask, src_mask)
+    assert torch.all(cross[..., 4] == 0), "the padded source position gets weight"
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_gpt_maps_with_and_without_the_cache(fast):
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=20, max_len=16, d_model=16, num_heads=4, num_layers=2, fast=fast))
+    idx = torch.randint(20, (2, 6))
+    maps = attention_maps(model, idx)
+    grid = layer_head_grid(maps, "blocks", "attn", example=1)
+    assert grid.shape == (2, 4, 6, 6)
+    with torch.no_grad():
+        x = model.tok(idx) + model.pos.embedding(torch.arange(6))
+        block = model.blocks[0]
+        h = block.norm1(x)
+        torch.testing.assert_close(maps["blocks.0.attn"], recompute(block.attn, h, h, causal_mask(6)), **TOL)
+        _, past = model(idx[:, :5])
+    # one new token against the cache: the last row of the full map
+    step = attention_maps(model, idx[:, 5:], past)
+    for name, weights in step.items():
+        assert weights.shape == (2, 4, 1, 6)
+        torch.testing.assert_close(weights, maps[name][:, :, 5:], **TOL)
+
+
+def test_bad_inputs_say_what_is_wrong():
+    with pytest.raises(ValueError, match="no MultiHeadAttention"):
+        attention_maps(torch.nn.Linear(2, 2), torch.zeros(1, 2))
+    with pytest.raises(TypeError, match="nn.Module"):
+        attention_maps(lambda x: x, 1)
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match="must name maps"):
+        layer_head_grid(attention_maps(mha, torch.zeros(1, 3, 8)), "encoder", "self_attn")
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = mha
+
+        def forward(self, x):
+            return self.attn(self.attn(x)[0])
+
+    with pytest.raises(RuntimeError, match="ran twice"):
+        attention_maps(Twice(), torch.zeros(1, 3, 8))
