@@ -25,9 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "grader"), str(ROOT / "tests" / "notebooks")]
 
-from course_lib.grading.sandbox import FIRST_UID  # noqa: E402
+from course_grader.kernel.sandbox import FIRST_UID  # noqa: E402
+from course_grader.venv import venv_env  # noqa: E402
+
 from grading_course import answers, filled, grades, make_course, released, submit  # noqa: E402
 from roundtrip_cases import WRONG_SUBMISSIONS  # noqa: E402
 
@@ -71,7 +73,7 @@ class SandboxCpu(threading.Thread):
 
 def timed(*cmd: str, cwd: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds of the command and everything it ran (kernels included)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = venv_env()
     env.pop("NBGRADER_EXECUTION", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -109,14 +111,16 @@ def run(args: argparse.Namespace, work: Path) -> None:
     feedback, feedback_cpu = timed(*nbgrader, "generate_feedback", args.assignment, cwd=plain)
     export, export_cpu = timed(*nbgrader, "export", cwd=plain)
     kernels = SandboxCpu()
-    ours, ours_cpu = timed(sys.executable, "-m", "course_lib.grading.cli", "grade", args.assignment,
+    ours, ours_cpu = timed(sys.executable, "-m", "course_grader.command.cli", "grade", args.assignment,
                            "--workers", str(args.workers), cwd=sandboxed)
     kernel_cpu = kernels.stop()
     ours_cpu += kernel_cpu
 
     same = grades(plain, args.assignment) == grades(sandboxed, args.assignment)
-    n, everything, everything_cpu = args.submissions, autograde + feedback + export, autograde_cpu + feedback_cpu + export_cpu
-    print(f"{n} submissions of {args.assignment}; {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+    n = args.submissions
+    everything, everything_cpu = autograde + feedback + export, autograde_cpu + feedback_cpu + export_cpu
+    print(f"{n} submissions of {args.assignment}; {os.cpu_count()} cores "
+          f"({platform.processor() or platform.machine()}), "
           f"load average before: {os.getloadavg()[0]:.1f}; workers={args.workers}")
     print(f"{'':52} {'wall':>8} {'per subm.':>10} {'CPU':>8} {'CPU/subm.':>10}")
     for name, wall, cpu in [("plain nbgrader autograde (sequential, no sandbox)", autograde, autograde_cpu),
@@ -124,8 +128,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
                             (f"course grade, sandboxed, {args.workers} workers (all three)", ours, ours_cpu)]:
         print(f"{name:52} {wall:7.1f}s {wall / n:9.2f}s {cpu:7.1f}s {cpu / n:9.2f}s")
     print(f"speed-up (wall) vs plain autograde: {autograde / ours:.2f}x; vs plain autograde+feedback+export: "
-          f"{everything / ours:.2f}x; CPU ours / plain autograde: {ours_cpu / autograde_cpu:.2f} (ours: {kernel_cpu:.1f} s "
-          f"in sandboxed kernels, {ours_cpu - kernel_cpu:.1f} s in course grade and its workers); same grades: {same}")
+          f"{everything / ours:.2f}x; CPU ours / plain autograde: {ours_cpu / autograde_cpu:.2f} "
+          f"(ours: {kernel_cpu:.1f} s in sandboxed kernels, {ours_cpu - kernel_cpu:.1f} s in course grade and its "
+          f"workers); same grades: {same}")
 
 
 if __name__ == "__main__":

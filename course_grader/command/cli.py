@@ -1,6 +1,6 @@
 """The instructor's ``course`` command (installed by pyproject.toml).
 
-    course grade [ASSIGNMENT] [--student ID] [--workers N] [--no-sandbox] [--scheduler ADDR]
+    course grade [ASSIGNMENT] [--student ID] [--workers N] [--force] [--prune] [--no-sandbox] [--scheduler ADDR]
     course release [ASSIGNMENT ...] [--bundle]
     course feedback ASSIGNMENT      course export
 
@@ -8,10 +8,15 @@
 with nbgrader's autograde, each kernel in the sandbox, N at a time; writes feedback/,
 grades.csv and a report in reports/; exits 0 when every submission was graded cleanly,
 1 when some need a look (listed in the report), 2 when it could not grade at all.
+Grading again keeps what nbgrader's autograde keeps (manual scores and comments, extra
+credit); a submission graded cleanly before from the same inputs is not graded again
+unless ``--force``; a student whose folder is gone keeps their grades unless ``--prune``.
+It reads nbgrader's whole configuration chain, as formgrader does.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -20,12 +25,26 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from . import batch, report, sandbox
+from ..kernel import sandbox
+from ..protocol import Job, Result, one_line
+from ..venv import venv_env
+from . import batch, pool, report
+from .course import (
+    Course,
+    SubmissionLimits,
+    ensure_in_gradebook,
+    export_csv,
+    merge,
+    refused,
+    submission_problem,
+    vanished,
+)
+from .report import printable
 
 EXIT_OK, EXIT_CHECK, EXIT_ERROR = 0, 1, 2
 
 
-def _sandbox_problem(course: batch.Course, limits: sandbox.Limits) -> str | None:
+def _sandbox_problem(course: Course, limits: sandbox.Limits) -> str | None:
     hidden = [course.gradebook, course.root / "solutions", course.root / "submitted", Path.home()]
     hidden = [p for p in hidden if p.exists() and not any(p in q.parents or p == q for q in sandbox.python_paths())]
     slot = sandbox.UidSlot()
@@ -35,26 +54,32 @@ def _sandbox_problem(course: batch.Course, limits: sandbox.Limits) -> str | None
         slot.close()
 
 
-def _results(jobs, args, logs: Path, limit: float):
+def _results(course: Course, jobs, args, logs: Path):
+    load = functools.partial(batch.load, course)
     if args.scheduler:
         from .dask_backend import run_dask
-        return run_dask(jobs, args.scheduler)
-    return batch.run_local(jobs, args.workers, logs, limit)
+        return run_dask(jobs, args.scheduler, load)
+    return pool.run_local(jobs, args.workers, logs, load)
 
 
 def grade(args: argparse.Namespace) -> int:
-    course = batch.Course(Path(args.course).resolve())
+    course = Course(Path(args.course).resolve())
     known = course.assignments()
     if args.assignment and args.assignment not in known:
         print(f"course grade: no assignment {args.assignment!r} in solutions/ (known: {', '.join(known)})",
               file=sys.stderr)
         return EXIT_ERROR
-    pairs = course.submissions(args.assignment, args.student)
-    unknown = [(a, s) for a, s in pairs if a not in known]
-    pairs = [(a, s) for a, s in pairs if a in known]
-    if not pairs and not unknown:
+    found = course.submissions(args.assignment, args.student)
+    if not found:
         print("course grade: nothing to grade in submitted/")
         return EXIT_OK
+    rows = [report.Row(s, a, 0, 0, "check", "unknown assignment: not graded", 0)
+            for a, s in found if a not in known]
+    bounds = SubmissionLimits(notebook_mb=args.max_notebook_mb, total_mb=args.max_submission_mb)
+    why = {(a, s): refused(s) or submission_problem(course.root / "submitted" / s / a, bounds)
+           for a, s in found if a in known}
+    rows += [report.Row(s, a, 0, 0, "check", reason, 0) for (a, s), reason in why.items() if reason]
+    pairs = [pair for pair, reason in why.items() if not reason]
     limits = sandbox.Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
     sandboxed = not args.no_sandbox
     if sandboxed:
@@ -72,28 +97,43 @@ def grade(args: argparse.Namespace) -> int:
         print("course grade: another `course grade` is running on this course (one writer only)", file=sys.stderr)
         return EXIT_ERROR
     start = time.monotonic()
-    for assignment in sorted({a for a, _ in pairs}):
-        batch.ensure_in_gradebook(course, assignment)
+    assignments = sorted({a for a, _ in pairs})
+    for assignment in assignments:
+        ensure_in_gradebook(course, assignment)
     jobs = batch.make_jobs(course, pairs, sandboxed=sandboxed, limits=vars(limits), timeout=args.timeout,
+                           submission_timeout=args.submission_timeout,
                            read_only=[str(Path(p).resolve()) for p in args.read_only])
-    per_cell = args.timeout or 60
-    limit = per_cell * (max(_code_cells(course, a) for a, _ in pairs) + 5) + 120 if pairs else 0
+    fingerprints = {(job.assignment, job.student): batch.fingerprint(course, job) for job in jobs}
+    unchanged = _unchanged(course, fingerprints) if not args.force else set()
+    jobs = [job for job in jobs if (job.assignment, job.student) not in unchanged]
     label = f"grade-{args.assignment or 'all'}-{datetime.now():%Y%m%d-%H%M%S}"
     logs = course.root / "reports" / f"{label}-logs"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
-    for result in _results(jobs, args, logs, limit) if jobs else []:
-        batch.merge(course, result)  # this process is the gradebook's only writer
+    for result in _results(course, jobs, args, logs) if jobs else []:
+        try:
+            merge(course, result)  # this process is the gradebook's only writer
+        except Exception as error:  # noqa: BLE001 - one submission's failure must not stop the batch
+            result.error = f"could not be written to the gradebook ({type(error).__name__}: {one_line(str(error))})"
         results.append(result)
-        print(f"  graded {result['assignment']}/{result['student']} ({result.get('seconds', 0):.1f} s)", flush=True)
+        print(f"  graded {result.assignment}/{printable(result.student)} ({result.seconds:.1f} s)", flush=True)
+    graded = _rows(course, results)
+    course.remember({f"{r.assignment}/{r.student}": fingerprints[(r.assignment, r.student)] if row.status == "ok"
+                     else None for r, row in zip(results, graded)})
+    rows += graded + _rows_of(course, sorted(unchanged), "ok", "unchanged since it was graded: not graded again "
+                                                               "(--force grades it again)")
     if not args.student:
-        for assignment in sorted({a for a, _ in pairs}):
-            for student in batch.remove_stale(course, assignment, [s for a, s in pairs if a == assignment]):
-                print(f"  removed the earlier grade of {student} for {assignment}: no longer in submitted/")
+        for assignment in assignments:
+            students = [s for a, s in found if a == assignment]
+            gone = vanished(course, assignment, students, prune=args.prune)
+            if args.prune:
+                rows += [report.Row(s, assignment, 0, 0, "ok", "folder gone from submitted/: its grades were "
+                                                                "removed (--prune)", 0) for s in gone]
+            else:
+                rows += _rows_of(course, [(assignment, s) for s in gone], "check",
+                                 "folder gone from submitted/: its grades are kept (--prune removes them)")
     if pairs:
-        batch.export_csv(course)
-    rows = _rows(course, results) + [report.Row(s, a, 0, 0, "check", "unknown assignment: not graded", 0)
-                                     for a, s in unknown]
+        export_csv(course)
     text = report.summary(rows, time.monotonic() - start, args.workers, sandboxed)
     paths = report.write(rows, text, course.root / "reports", label)
     print(text)
@@ -102,7 +142,23 @@ def grade(args: argparse.Namespace) -> int:
     return EXIT_CHECK if any(r.status != "ok" for r in rows) else EXIT_OK
 
 
-def _one_grader(course: batch.Course):
+def _unchanged(course: Course, fingerprints: dict[tuple[str, str], str]) -> set[tuple[str, str]]:
+    """Submissions graded cleanly before from exactly the same inputs, and still in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+    before = course.graded()
+    same = {(a, s) for (a, s), value in fingerprints.items() if before.get(f"{a}/{s}") == value}
+    with Gradebook(course.db_url, course.course_id) as gb:
+        kept = set()
+        for assignment, student in same:
+            try:
+                gb.find_submission(assignment, student)
+                kept.add((assignment, student))
+            except MissingEntry:
+                pass
+    return kept
+
+
+def _one_grader(course: Course):
     """An exclusive lock on reports/.grading.lock (held until exit), or None if another run holds it."""
     import fcntl
     (course.root / "reports").mkdir(exist_ok=True)
@@ -115,34 +171,39 @@ def _one_grader(course: batch.Course):
     return handle
 
 
-def _code_cells(course: batch.Course, assignment: str) -> int:
-    import nbformat
-    return max([sum(c.cell_type == "code" for c in nbformat.read(p, as_version=4).cells)
-                for p in (course.root / "solutions" / assignment).glob("*.ipynb")] + [1])
-
-
-def _rows(course: batch.Course, results: list[dict]) -> list[report.Row]:
-    from nbgrader.api import Gradebook
+def _rows(course: Course, results: list[Result]) -> list[report.Row]:
+    from nbgrader.api import Gradebook, MissingEntry
     rows = []
-    with Gradebook(course.db_url) as gb:
+    with Gradebook(course.db_url, course.course_id) as gb:
         for result in results:
-            submission = gb.find_submission(result["assignment"], result["student"])
-            rows.append(report.make_row(result, submission.score, submission.max_score))
+            try:
+                submission = gb.find_submission(result.assignment, result.student)
+                score, max_score = submission.score, submission.max_score
+            except MissingEntry:
+                score = max_score = 0
+            rows.append(report.make_row(result, score, max_score))
     return rows
 
 
+def _rows_of(course: Course, pairs: list[tuple[str, str]], status: str, reason: str) -> list[report.Row]:
+    """Rows for submissions this run did not grade, with their scores in the gradebook."""
+    from nbgrader.api import Gradebook
+    with Gradebook(course.db_url, course.course_id) as gb:
+        return [report.Row(s, a, gb.find_submission(a, s).score, gb.find_submission(a, s).max_score, status, reason, 0)
+                for a, s in pairs]
+
+
 def _nbgrader(course: Path, *args: str) -> int:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env).returncode
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=venv_env()).returncode
 
 
 def release(args: argparse.Namespace) -> int:
-    course = batch.Course(Path(args.course).resolve())
+    course = Course(Path(args.course).resolve())
     for assignment in args.assignments or course.assignments():
         if _nbgrader(course.root, "generate_assignment", assignment, "--force") != 0:
             return EXIT_ERROR
     if args.bundle:
-        from .bundle import build_bundle
+        from ..release.bundle import build_bundle
         path = build_bundle(course.root, Path(args.output) if args.output else None)
         print(f"student bundle: {path}")
     return EXIT_OK
@@ -152,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     # nbgrader with SQLAlchemy 2.1 warns 'not in session' when it adds a submission; harmless.
     warnings.filterwarnings("ignore", message=".*not in session.*")
     # nbgrader runs `alembic` when it creates a gradebook: the venv's, whatever PATH says.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.update(venv_env())
     parser = argparse.ArgumentParser(prog="course", description="Instructor tools of the Transformers course.")
     parser.add_argument("--course", default=".", help="the course folder (default: here)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -163,10 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
     g.add_argument("--no-sandbox", action="store_true", help="run student code unconfined (trusted work only)")
     g.add_argument("--timeout", type=int, help="seconds per cell (default: Execute.timeout of nbgrader_config.py)")
+    g.add_argument("--submission-timeout", type=int, default=Job.submission_timeout, metavar="SECONDS",
+                   help="seconds for one whole submission, every cell and the feedback (default: %(default)s)")
     g.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb, help="address space per process")
     g.add_argument("--cpu-seconds", type=int, default=sandbox.Limits.cpu_seconds, help="CPU time per kernel")
+    g.add_argument("--max-notebook-mb", type=int, default=SubmissionLimits.notebook_mb,
+                   help="a larger notebook is refused unread")
+    g.add_argument("--max-submission-mb", type=int, default=SubmissionLimits.total_mb,
+                   help="a submitted folder holding more is refused unread")
     g.add_argument("--read-only", action="append", default=[], metavar="PATH",
                    help="also show PATH (read-only) inside the sandbox, e.g. a data folder")
+    g.add_argument("--force", action="store_true",
+                   help="grade again submissions that are unchanged since they were graded cleanly")
+    g.add_argument("--prune", action="store_true",
+                   help="remove the grades of students whose folder is gone from submitted/ (kept otherwise)")
     g.add_argument("--scheduler", help="a Dask scheduler (tcp://host:port): its workers grade")
     g.set_defaults(run=grade)
 
@@ -181,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     f.set_defaults(run=lambda a: _nbgrader(Path(a.course), "generate_feedback", a.assignment, "--force"))
 
     e = commands.add_parser("export", help="grades.csv from the gradebook")
-    e.set_defaults(run=lambda a: print(batch.export_csv(batch.Course(Path(a.course).resolve()))) or EXIT_OK)
+    e.set_defaults(run=lambda a: print(export_csv(Course(Path(a.course).resolve()))) or EXIT_OK)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -3,30 +3,40 @@
 ``ok`` means graded cleanly (the score is what its tests earned, right or wrong);
 ``check`` means grading had to step in (an unreadable notebook, a restored or edited test
 cell, a hung or crashed kernel, truncated output, tampering) and a human should look.
+
+Every string in a row may come from a student (a folder name, a grade id, an error message),
+so a row holds it as :func:`printable` shows it: one line, no control characters or escape
+sequences, whichever report (terminal, .txt, .csv, .json) it lands in; CSV cells that a
+spreadsheet would read as a formula are neutralised (:func:`spreadsheet_safe`).
 """
 from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# nbgrader's own warnings (in the autograde log) and what they mean for the instructor.
-LOG_PATTERNS = [
-    (re.compile(r"Attribute 'checksum' for cell (\S+) has changed"), "test cell {} was edited: restored"),
-    (re.compile(r"Attribute 'points' for cell (\S+) has changed"), "points of cell {} were changed: restored"),
-    (re.compile(r"Attribute 'locked' for cell (\S+) has changed"), "cell {} was unlocked: restored"),
-    (re.compile(r"Attribute 'cell_type' for cell (\S+) has changed"), "type of cell {} was changed: restored"),
-    (re.compile(r"Cell with id '(\S+)' exists multiple times"), "cell {} was duplicated: graded once"),
-    (re.compile(r"No submitted file: .*/([^/]+\.ipynb)"), "{} is missing from the submission"),
-]
-FOREIGN = re.compile(r"cell id '(.*)' is not part of this assignment")
-ERRORS = [
-    (("NotJSONError", "JSONDecodeError", "does not appear to be JSON", "Expecting value", "Unterminated string",
-      "NBFormatError", "ValidationError"), "not a readable notebook (invalid JSON, empty file or broken format)"),
-    (("No notebooks found",), "no notebook of this assignment in the submission (wrong file name?)"),
-]
+from ..protocol import Result
+
+# What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def printable(text: str) -> str:
+    """``text`` as one line that shows what it holds: control characters, escape sequences and
+    format characters escaped (``\\n``, ``\\x1b``, ``\\u202e``), undecodable bytes of a file name as ``\\xNN``."""
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte os.fsdecode could not decode (surrogateescape)
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that no spreadsheet evaluates: text starting like a formula gets a leading ``'``."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 @dataclass
@@ -40,38 +50,36 @@ class Row:
     seconds: float
     details: str = ""    # every reason, "; "-separated
 
+    def __post_init__(self) -> None:
+        for name in ("student", "assignment", "status", "reason", "details"):
+            setattr(self, name, printable(getattr(self, name)))
 
-def reasons(result: dict) -> list[str]:
-    found, log = [], result.get("log", "")
-    if result.get("error"):
-        error = result["error"]  # nbgrader's own says "see the above traceback": the log has it
-        found.append(next((text for keys, text in ERRORS if any(k in error or k in log for k in keys)),
-                          error if error.startswith("grading process") else f"autograde failed: {error}"))
-    for pattern, text in LOG_PATTERNS:
-        for name in dict.fromkeys(pattern.findall(log)):
-            found.append(text.format(name))
-    foreign = [i for i in result.get("incidents", []) if FOREIGN.match(i)]
-    if foreign:
-        names = ", ".join(FOREIGN.match(i).group(1) for i in foreign)
-        found.append(f"{len(foreign)} cell(s) not part of this assignment, graded as ordinary cells ({names})")
-    found += [i for i in result.get("incidents", []) if not FOREIGN.match(i)]
-    empty = [cell for nb in result.get("notebooks", {}).values()
+
+def reasons(result: Result) -> list[str]:
+    """What a human should know about a result, one line each, most important first."""
+    found = [result.error] if result.error else []
+    foreign = [i.cell for i in result.incidents if i.kind == "foreign_cell"]
+    if foreign:  # one line for them all: a whole other notebook has many
+        found.append(f"{len(foreign)} cell(s) not part of this assignment, graded as ordinary cells "
+                     f"({', '.join(foreign)})")
+    found += [i.text for i in result.incidents if i.kind != "foreign_cell"]
+    empty = [cell for nb in result.notebooks.values()
              for cell, (score, _, needs) in nb["grades"].items() if score is None or needs]
-    if empty and result.get("success"):
+    if empty and result.success:
         found.append(f"no grade for {', '.join(empty)}")
     return list(dict.fromkeys(found))
 
 
-def make_row(result: dict, score: float, max_score: float) -> Row:
+def make_row(result: Result, score: float, max_score: float) -> Row:
     found = reasons(result)
     if found:
         reason = "; ".join(found[:3]) + (f" (+{len(found) - 3} more)" if len(found) > 3 else "")
-        return Row(result["student"], result["assignment"], score, max_score, "check", reason,
-                   result.get("seconds", 0), "; ".join(found))
-    tests = [(s, m) for nb in result["notebooks"].values() for s, m, _ in nb["grades"].values()]
+        return Row(result.student, result.assignment, score, max_score, "check", reason,
+                   result.seconds, "; ".join(found))
+    tests = [(s, m) for nb in result.notebooks.values() for s, m, _ in nb["grades"].values()]
     passed = sum(1 for s, m in tests if s == m)
-    return Row(result["student"], result["assignment"], score, max_score, "ok",
-               f"{passed} of {len(tests)} test cells passed", result.get("seconds", 0))
+    return Row(result.student, result.assignment, score, max_score, "ok",
+               f"{passed} of {len(tests)} test cells passed", result.seconds)
 
 
 def summary(rows: list[Row], seconds: float, workers: int, sandboxed: bool) -> str:
@@ -90,7 +98,7 @@ def write(rows: list[Row], text: str, folder: Path, label: str) -> list[Path]:
     with open(paths[0], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(Row.__dataclass_fields__))
         writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in asdict(r).items()} for r in rows)
     paths[1].write_text(json.dumps([asdict(r) for r in rows], indent=1))
     paths[2].write_text(text + "\n")
     return paths

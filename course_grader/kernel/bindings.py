@@ -1,8 +1,10 @@
-"""Which notebook names the hidden tests may trust: those the instructor's cells import.
+"""Which notebook names the hidden tests may trust: those the instructor's cells import or define.
 
-The guard rebinds them before every test cell, so a student who writes ``F = my_fake`` or
-``torch = ...`` cannot change what the tests compare against. Names that an answer cell
-defines (the student's functions) are never rebound.
+The guard rebinds the imported ones before every test cell (once the instructor's cell has
+bound them), so a student who writes ``F = my_fake`` or ``torch = ...`` cannot change what the
+tests compare against. Names that an answer cell defines (the student's functions) are never
+rebound. Names the instructor's cells define are never taken for a student's shadowing of a
+builtin.
 """
 from __future__ import annotations
 
@@ -54,3 +56,12 @@ def instructor_bindings(released: nbformat.NotebookNode) -> dict[str, str]:
         else:
             found.update(_imports(cell.source))
     return {name: target for name, target in found.items() if name not in answers}
+
+
+def instructor_names(released: nbformat.NotebookNode) -> list[str]:
+    """Every name the released notebook's own (non-answer) code cells define or import."""
+    found: set[str] = set()
+    for cell in released.cells:
+        if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("solution"):
+            found |= _defined(cell.source) | set(_imports(cell.source))
+    return sorted(found)

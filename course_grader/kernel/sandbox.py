@@ -8,7 +8,7 @@ processes, file size and open files; when its kernel is killed, everything it st
 with it (own PID namespace, --die-with-parent).
 
 Jupyter starts the kernel through the kernel spec written by :func:`write_kernel_spec`,
-whose argv is ``python -m course_lib.grading.sandbox {connection_file} ...``: :func:`main`
+whose argv is ``python -m course_grader.kernel.launcher {connection_file} ...``, which
 then execs bwrap around ``ipykernel_launcher``. The per-job policy travels in the
 ``COURSE_SANDBOX`` environment variable (JSON of :class:`Policy`).
 """
@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 KERNEL_NAME = "course-sandbox"
+LAUNCHER = "course_grader.kernel.launcher"
 ENV_VAR = "COURSE_SANDBOX"
 FIRST_UID = 61000  # sandbox uids: FIRST_UID + slot, not used by any account
 INSIDE_WORK = "/tmp/work"
@@ -67,16 +68,20 @@ class Policy:
 
 
 def python_paths() -> list[Path]:
-    """What the kernel's Python needs: its installation, the venv and course_lib's source."""
+    """What the kernel's Python needs: its installation, the venv, and the sources of course_lib
+    and of the guard (course_grader: it holds no grading data)."""
+    import course_grader
     import course_lib
-    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(course_lib.__path__[0]),
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(course_lib.__path__[0]), Path(course_grader.__path__[0]),
              Path(sysconfig.get_paths()["purelib"])}
     return sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
 
 
 def data_cache() -> Path:
     """Where course_lib.data keeps its assets (shown read-only inside, as COURSE_DATA)."""
-    return Path(os.environ.get("COURSE_DATA") or Path.home() / ".cache" / "transformers-course")
+    from course_lib.data import cache_dir  # the one definition of the cache folder
+
+    return cache_dir()
 
 
 def _dirs(path: Path) -> list[str]:
@@ -161,26 +166,6 @@ def prepare_box(box: Path, uid: int | None, source: Path | None = None) -> None:
     box.chmod(0o755)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Kernel spec entry point: ``python -m course_lib.grading.sandbox CONNECTION_FILE [ARGS...]``."""
-    argv = sys.argv[1:] if argv is None else argv
-    policy = Policy.from_env(os.environ[ENV_VAR])
-    box = Path(policy.box)
-    prepare_box(box, policy.uid, source=Path.cwd())
-    # The kernel reads a copy in its socket directory: Jupyter's own file is 0600, the grader's.
-    connection = box / "ipc" / "connection.json"
-    shutil.copy(argv[0], connection)
-    if policy.uid is not None:
-        os.chown(connection, policy.uid, policy.uid)
-    log = os.open(box / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    set_limits(policy.limits)
-    inner = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *argv[1:]]
-    cmd = bwrap_command(policy, inner)
-    os.execvp(cmd[0], cmd)
-
-
 def write_kernel_spec(jupyter_dir: Path) -> None:
     """Install the sandboxed kernel spec under ``jupyter_dir/kernels`` (put it on JUPYTER_PATH)."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
@@ -188,7 +173,7 @@ def write_kernel_spec(jupyter_dir: Path) -> None:
     # interrupt_mode message: bwrap does not pass SIGINT on, so a timeout would fail the whole
     # submission; the kernel interrupts itself on an interrupt_request instead.
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "course_lib.grading.sandbox", "{connection_file}"],
+        "argv": [sys.executable, "-m", LAUNCHER, "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)", "language": "python",
         "interrupt_mode": "message", "metadata": {"debugger": False}}, indent=1))
 
@@ -274,7 +259,3 @@ def check(policy_uid: int | None, hidden: list[Path], limits: Limits | None = No
     if facts["nproc"] != limits.processes:
         return "the process limit is not in force inside the sandbox"
     return None
-
-
-if __name__ == "__main__":
-    main()

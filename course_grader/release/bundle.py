@@ -1,9 +1,8 @@
 """The student distribution: what students download, and nothing they must not see.
 
-It holds the released notebooks, course_lib without its grading tools (later notebooks
-import course_lib, so a stuck student can go on), the environment files and a student
-README. Never solutions/, the
-gradebook (it stores the hidden tests), submissions, grades, feedback, reports, tests or
+It holds the released notebooks, course_lib (later notebooks import it, so a stuck
+student can go on), the environment files and a student README. Never the grading tools
+(course_grader), solutions/, the gradebook (it stores the hidden tests), submissions, grades, feedback, reports, tests or
 the nbgrader configuration. :func:`leaks` checks the result before it is written.
 """
 from __future__ import annotations
@@ -15,13 +14,11 @@ from pathlib import Path
 
 import nbformat
 
+from ..markers import ALL as MARKERS, HIDDEN_REGION as HIDDEN, SOLUTION_REGION as SOLUTION
+
 NAME = "transformers-course"
-INCLUDED = ["notebooks", "course_lib", "pyproject.toml", "constraints.txt", "environment.yml", "LICENSE"]
-# course_lib/grading is the instructor's tooling: students do not need it.
-SKIPPED = re.compile(r"(__pycache__|\.ipynb_checkpoints|\.pyc$|\.egg-info|(^|/)\.|^course_lib/grading/)")
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+INCLUDED = ["notebooks", "course_lib", "pyproject.toml", "constraints.txt", "environment.yml", "LICENSE", "NOTICE"]
+SKIPPED = re.compile(r"(__pycache__|\.ipynb_checkpoints|\.pyc$|\.egg-info|(^|/)\.)")
 
 README = """\
 # The Transformers course: student edition
@@ -30,7 +27,7 @@ Notebooks that build a Transformer step by step, from attention to BERT and GPT.
 
 ## Set up (once)
     python3 -m venv .venv
-    .venv/bin/pip install -c constraints.txt -e '.[course]'
+    .venv/bin/pip install -c constraints.txt -e '.[lab]'
 (or `conda env create -f environment.yml`). A GPU is used when there is one; every notebook
 also runs on a CPU, with smaller settings.
 
@@ -57,8 +54,7 @@ def _secret_lines(root: Path) -> tuple[set[str], set[str]]:
             found |= {line.strip() for block in pattern.findall(code) for line in block.splitlines()}
         public |= {line.strip() for line in SOLUTION.sub("", HIDDEN.sub("", code)).splitlines()}
     for path in (root / "course_lib").rglob("*.py"):
-        if "grading" not in path.parts:
-            public |= {line.strip() for line in path.read_text().splitlines()}
+        public |= {line.strip() for line in path.read_text().splitlines()}
     keep = lambda line: len(line) >= 12 and not line.startswith("#") and line not in public
     return {l for l in hidden if keep(l)}, {l for l in solution if keep(l)}
 
@@ -70,7 +66,7 @@ def leaks(folder: Path, root: Path) -> list[str]:
     problems = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = str(path.relative_to(folder))
-        if re.search(r"(^|/)(solutions|submitted|autograded|feedback|reports|grading)/|gradebook|grades\.csv"
+        if re.search(r"(^|/)(solutions|submitted|autograded|feedback|reports|course_grader)/|gradebook|grades\.csv"
                      r"|nbgrader_config", name):
             problems.append(f"{name}: grading data")
             continue

@@ -1,13 +1,18 @@
 """A grading worker: nbgrader's own autograde and feedback for one submission at a time.
 
 Each submission is graded in a scratch course of its own (its files, a gradebook holding
-only the assignment, the course's nbgrader configuration), so workers share nothing and
-never write the course's gradebook: they return grades and files in a :class:`Result`,
-and the one writer (course_lib.grading.batch) merges them. The kernel runs in the
-sandbox (course_lib.grading.sandbox) under a uid that this worker holds alone.
+only the assignment, the released notebooks, the course's nbgrader configuration), so
+workers share nothing and never write the course's gradebook: they return grades and files
+in a Result, and the one writer (course_grader.command.course) merges them. The kernel runs
+in the sandbox (course_grader.kernel) under a uid that this worker holds alone.
 
-Run as ``python -m course_lib.grading.worker``: reads one JSON :class:`Job` per line on
-stdin, writes one JSON :class:`Result` per line on stdout (kernel chatter goes to stderr).
+In the scratch course the submission is always filed under the same student id
+(:data:`STUDENT`): nbgrader reads student ids as glob patterns and strips their spaces, so
+a folder named ``[ab]`` or ``bob `` would not be found under its own name; the Result
+carries the real one.
+
+Run as ``python -m course_grader.worker.worker``: reads one JSON Job per line on stdin,
+writes one JSON Result per line on stdout (kernel chatter goes to stderr).
 """
 from __future__ import annotations
 
@@ -21,61 +26,17 @@ import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import execute, preprocessors, sandbox
+from .. import config as nbgrader_config
+from ..kernel import sandbox
+from ..protocol import Incident, Job, Result, one_line, pack, unpack
+from . import execute, preprocessors, sanitize
 
-
-@dataclass
-class Job:
-    assignment: str
-    student: str
-    submission: dict[str, str]          # the submitted folder: relative path -> base64
-    gradebook: str                      # base64 of a gradebook with the assignment and no students
-    config: str                         # the course's nbgrader_config.py
-    source_files: dict[str, str] = field(default_factory=dict)  # solutions/<a>/ files that are no notebooks
-    sandboxed: bool = True
-    limits: dict = field(default_factory=dict)
-    timeout: int | None = None          # seconds per cell; None: the configured Execute.timeout
-    bindings: dict[str, str] = field(default_factory=dict)
-    read_only: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    assignment: str
-    student: str
-    success: bool = False
-    error: str = ""                     # one line, empty when autograde succeeded
-    incidents: list[str] = field(default_factory=list)
-    log: str = ""
-    timestamp: str | None = None
-    # notebook -> {"grades": {cell: [auto_score, max_score, needs_manual_grade]}, "comments": {cell: text}}
-    notebooks: dict = field(default_factory=dict)
-    autograded: dict[str, str] = field(default_factory=dict)
-    feedback: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-def pack(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): base64.b64encode(p.read_bytes()).decode()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
-
-
-def unpack(files: dict[str, str], folder: Path) -> None:
-    for name, data in files.items():
-        path = (folder / name).resolve()
-        if folder.resolve() not in path.parents:
-            continue  # a name like ../../x: never written outside the folder
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
-
-
-def one_line(error: str) -> str:
-    """The last line of a traceback, which names what went wrong."""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "unknown error"
+STUDENT = "student"
+# The scratch course's folders (its own layout, whatever the course's configuration says).
+FOLDERS = {"source_directory": "solutions", "release_directory": "notebooks", "submitted_directory": "submitted",
+           "autograded_directory": "autograded", "feedback_directory": "feedback"}
 
 
 class Worker:
@@ -93,17 +54,19 @@ class Worker:
     def _config(self, job: Job, course: Path, box: Path):
         from nbgrader.converters import Autograde
         from nbgrader.preprocessors import Execute
-        from traitlets.config.loader import PyFileConfigLoader
-        if job.config not in self._configs:
-            folder = Path(tempfile.mkdtemp(dir=self.base))
-            (folder / "nbgrader_config.py").write_text(job.config)
-            self._configs[job.config] = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
-        config = copy.deepcopy(self._configs[job.config])
+        key = json.dumps(job.config)
+        if key not in self._configs:
+            self._configs[key] = nbgrader_config.load(job.config)
+        config = copy.deepcopy(self._configs[key])
         config.CourseDirectory.root = str(course)
         config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+        config.CourseDirectory.directory_structure = os.path.join("{nbgrader_step}", "{student_id}", "{assignment_id}")
+        for trait, folder in FOLDERS.items():
+            setattr(config.CourseDirectory, trait, folder)
         steps = list(config.Autograde.get("autograde_preprocessors", Autograde.autograde_preprocessors.default()))
         config.Autograde.autograde_preprocessors = [execute.GuardedExecute if s is Execute else s for s in steps]
         config.GuardedExecute.bindings = job.bindings
+        config.GuardedExecute.instructor_names = job.instructor_names
         if job.timeout:
             config.Execute.timeout = job.timeout
         if job.sandboxed:
@@ -113,7 +76,7 @@ class Worker:
         return config
 
     def grade(self, job: Job) -> Result:
-        from nbgrader.api import Gradebook, MissingEntry
+        from nbgrader.api import Gradebook
         from nbgrader.apps import NbGraderAPI
         from nbgrader.coursedir import CourseDirectory
 
@@ -123,60 +86,136 @@ class Worker:
         for folder in (course, box):
             shutil.rmtree(folder, ignore_errors=True)
         course.mkdir(mode=0o700)
+        submitted = course / FOLDERS["submitted_directory"] / STUDENT / job.assignment
         (course / "gradebook.db").write_bytes(base64.b64decode(job.gradebook))
-        unpack(job.submission, course / "submitted" / job.student / job.assignment)
-        unpack(job.source_files, course / "solutions" / job.assignment)
+        unpack(job.submission, submitted)
+        unpack(job.source_files, course / FOLDERS["source_directory"] / job.assignment)
+        unpack(job.release_files, course / FOLDERS["release_directory"] / job.assignment)
         sandbox.prepare_box(box, self.slot.uid)
         os.environ[sandbox.ENV_VAR] = sandbox.Policy(
             str(box), self.slot.uid, sandbox.Limits(**job.limits), job.read_only).to_env()
         preprocessors.incidents.clear()
-        execute.incidents.clear()
+
+        result.error = _check_submission(course / "gradebook.db", job.assignment, submitted)
+        if result.error:
+            result.incidents = list(preprocessors.incidents)
+            shutil.rmtree(box, ignore_errors=True)
+            return result
 
         config = self._config(job, course, box)
         api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-        graded = api.autograde(job.assignment, job.student)
+        graded = api.autograde(job.assignment, STUDENT)
         result.success = graded["success"]
         result.log = graded.get("log", "")[-20000:]
         if not graded["success"]:
-            result.error = one_line(graded.get("error", ""))
-        result.incidents = preprocessors.incidents + execute.incidents
+            result.error = f"autograde failed: {_exception(result.log) or one_line(graded.get('error', ''))}"
         with Gradebook(config.CourseDirectory.db_url) as gb:
-            try:
-                submission = gb.find_submission(job.assignment, job.student)
-            except MissingEntry:
-                submission = None
+            submission = next(iter(gb.find_assignment(job.assignment).submissions), None)
             if submission is not None:
                 result.timestamp = submission.timestamp.isoformat() if submission.timestamp else None
                 for notebook in submission.notebooks:
                     result.notebooks[notebook.name] = {
                         "grades": {g.name: [g.auto_score, g.max_score, g.needs_manual_grade] for g in notebook.grades},
                         "comments": {c.name: c.auto_comment for c in notebook.comments}}
-        autograded = course / "autograded" / job.student / job.assignment
+        autograded = course / FOLDERS["autograded_directory"] / STUDENT / job.assignment
         if result.success:
-            feedback = api.generate_feedback(job.assignment, job.student)
+            feedback = api.generate_feedback(job.assignment, STUDENT)
             if not feedback["success"]:
-                result.incidents.append(f"feedback failed: {one_line(feedback.get('error', ''))}")
-            result.feedback = pack(course / "feedback" / job.student / job.assignment)
+                preprocessors.incidents.append(
+                    Incident("feedback_failed", f"feedback failed: {one_line(feedback.get('error', ''))}"))
+            result.feedback = pack(course / FOLDERS["feedback_directory"] / STUDENT / job.assignment)
+        result.incidents = list(preprocessors.incidents)
         if autograded.is_dir():
+            for notebook in autograded.glob("*.ipynb"):
+                sanitize.sanitize_notebook_file(notebook)  # the copy formgrader and Lab show the instructor
             result.autograded = pack(autograded)
         log = box / "kernel.log"
-        if log.exists() and any(i.startswith("cell") and "kernel" in i for i in result.incidents):
+        if log.exists() and any(i.kind in ("kernel_died", "gave_up") for i in result.incidents):
             result.log += "\n[kernel log]\n" + log.read_text(errors="replace")[-4000:]
         shutil.rmtree(box, ignore_errors=True)
         result.seconds = round(time.monotonic() - start, 2)
         return result
 
 
-def grade_isolated(job: dict) -> dict:
-    """Grade one job in a fresh worker process (what a Dask task runs): a crash stays there."""
+def _valid_text(value):
+    """``value`` (parsed JSON) with lone surrogates replaced by U+FFFD; None if it had none."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return None
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    fixed = False
+    for key, item in list(items):
+        new = _valid_text(item)
+        if new is not None:
+            value[key], fixed = new, True
+    return value if fixed else None
+
+
+def _check_submission(gradebook: Path, assignment: str, folder: Path) -> str:
+    """Why nbgrader cannot grade the submitted folder (empty when it can). What it can fix
+    first is fixed and recorded: text that is not valid Unicode, a timestamp.txt that is no
+    date; a notebook of the assignment that is missing is recorded (nbgrader gives its tests 0)."""
+    import nbformat
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        expected = [nb.name for nb in gb.find_assignment(assignment).notebooks]
+    present = [name for name in expected if (folder / f"{name}.ipynb").is_file()]
+    if not present:
+        return "no notebook of this assignment in the submission (wrong file name?)"
+    for name in expected:
+        if name not in present:
+            preprocessors.incidents.append(Incident("missing_notebook", f"{name}.ipynb is missing from the submission"))
+    stamp = folder / "timestamp.txt"
+    if stamp.is_file():
+        try:
+            parse_utc(stamp.read_text().strip())
+        except Exception:  # noqa: BLE001 - dateutil raises several kinds for garbage
+            stamp.unlink()
+            preprocessors.incidents.append(Incident("bad_timestamp", "timestamp.txt is not a date: graded without a "
+                                                                     "timestamp (no late penalty)"))
+    for name in present:
+        path = folder / f"{name}.ipynb"
+        try:
+            data = json.loads(path.read_bytes())
+            fixed = _valid_text(data)
+            if fixed is not None:
+                path.write_text(json.dumps(fixed))
+                preprocessors.incidents.append(Incident(
+                    "invalid_text", f"{name}.ipynb held text that is not valid Unicode (lone surrogates): replaced "
+                                    "by U+FFFD"))
+            nbformat.validate(nbformat.read(path, as_version=4))
+        except Exception as error:  # noqa: BLE001 - whatever the reader raises, the notebook is unreadable
+            return (f"{name}.ipynb is not a readable notebook (invalid JSON, empty file or broken format: "
+                    f"{type(error).__name__})")
+    return ""
+
+
+def _exception(log: str) -> str:
+    """The last exception line in nbgrader's log (its own error only says "see the above traceback")."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return next((line[:300] for line in reversed(lines) if line.split(":")[0].endswith(("Error", "Exception"))
+                 and " " not in line.split(":")[0]), "")
+
+
+def grade_isolated(job: str) -> str:
+    """Grade one job (JSON) in a fresh worker process (what a Dask task runs): a crash stays there."""
     import subprocess
-    done = subprocess.run([sys.executable, "-m", "course_lib.grading.worker"], input=json.dumps(job) + "\n",
-                          capture_output=True, text=True)
+    planned = Job.from_json(job)
+    try:
+        done = subprocess.run([sys.executable, "-m", __spec__.name], input=job + "\n", capture_output=True, text=True,
+                              timeout=planned.submission_timeout)
+    except subprocess.TimeoutExpired:
+        return Result(planned.assignment, planned.student, error=f"grading process crashed: grading took longer "
+                                                                   f"than {planned.submission_timeout} s").to_json()
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = one_line(done.stderr) if done.stderr.strip() else f"exit status {done.returncode}"
-        return asdict(Result(job["assignment"], job["student"], error=f"grading process crashed: {tail}"))
-    return json.loads(lines[-1])
+        return Result(planned.assignment, planned.student, error=f"grading process crashed: {tail}").to_json()
+    return lines[-1]
 
 
 def main() -> None:
@@ -187,13 +226,13 @@ def main() -> None:
     worker = Worker()
     try:
         for line in sys.stdin:
-            job = Job(**json.loads(line))
+            job = Job.from_json(line)
             try:
                 result = worker.grade(job)
             except Exception:
-                result = Result(job.assignment, job.student, error=f"grading failed: {one_line(traceback.format_exc())}",
-                                log=traceback.format_exc())
-            results.write(json.dumps(asdict(result)) + "\n")
+                failure = traceback.format_exc()
+                result = Result(job.assignment, job.student, error=f"grading failed: {one_line(failure)}", log=failure)
+            results.write(result.to_json() + "\n")
             results.flush()
     finally:
         worker.close()

@@ -1,4 +1,4 @@
-"""Scratch courses for the grading tests (tests/test_grading_*.py) and the grading benchmark.
+"""Scratch courses for the grading tests (tests/grader/test_grading_*.py) and the grading benchmark.
 
 A scratch course holds the course's nbgrader_config.py, solutions/ and notebooks/ of the
 assignments it needs, and submissions written by the tests; ``course()`` runs the ``course``
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+from course_grader.markers import without_solution_markers
+from course_grader.venv import venv_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_course(folder: Path, assignments: list[str]) -> Path:
@@ -36,7 +38,7 @@ def released(assignment: str) -> nbformat.NotebookNode:
 def answers(assignment: str) -> dict[str, str]:
     """grade_id -> the solution's answer as a student would write it (markers removed)."""
     nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    return {c.metadata.nbgrader["grade_id"]: "\n".join(l for l in c.source.splitlines() if l.strip() not in MARKERS)
+    return {c.metadata.nbgrader["grade_id"]: without_solution_markers(c.source)
             for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
 
 
@@ -64,10 +66,12 @@ def submit(course: Path, student: str, assignment: str, files: dict[str, bytes] 
     return folder
 
 
-def course(folder: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+def course(folder: Path, *args: str, timeout: int = 900,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``course --course FOLDER ARGS...`` (``env``: variables to add, e.g. JUPYTER_CONFIG_DIR)."""
+    env = venv_env({**os.environ, **(env or {})})
     env.pop("NBGRADER_EXECUTION", None)
-    return subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "--course", str(folder), *args],
+    return subprocess.run([sys.executable, "-m", "course_grader.command.cli", "--course", str(folder), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 

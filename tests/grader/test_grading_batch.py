@@ -2,21 +2,30 @@
 idempotent re-grading, feedback and the report.
 
 One sandboxed batch (2 workers, 8 s per cell) grades every submission of
-tests/adversarial/cases.py next to an ordinary one ("victim", whose folder the escape case
-attacks); each case must get exactly its expected score and report status. A second,
-small course then grades a subset sequentially (same grades as in the batch) and again
-after submissions changed or disappeared (no stale grade or file survives).
+tests/grader/adversarial/cases.py next to an ordinary one ("victim", whose folder the escape
+case attacks) and correct ones filed under awkward folder names; each case must get exactly
+its expected score and report status. A second, small course then grades a subset
+sequentially (same grades as in the batch) and again after an instructor graded by hand,
+a submission came late, changed or disappeared: manual grades stay, the late penalty is
+nbgrader's, unchanged submissions are not graded again unless --force, a vanished folder's
+grades stay unless --prune.
 """
 from __future__ import annotations
 
+import csv
 import html
 import re
 import shutil
+from datetime import datetime
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 
-from adversarial.cases import ASSIGNMENT, CASES, MAX, Context
+from course_grader.markers import HIDDEN_REGION
+from course_grader.venv import venv_env
+
+from adversarial.cases import ASSIGNMENT, CASES, FOLDERS, MAX, Context
 from grading_course import ROOT, answers, course, filled, grades, latest_report, make_course, released, submit
 
 OTHER = "02_multi_head_attention"
@@ -29,11 +38,13 @@ def student(index: int, name: str) -> str:
 
 
 STUDENTS = {student(i, case.name): case for i, case in enumerate(CASES)}
+SHOWN = {folder.shown: folder for folder in FOLDERS}
+GRADED_FOLDERS = [folder.name for folder in FOLDERS if folder.status == "ok"]
 
 
 @pytest.fixture(scope="module")
 def sandbox_ok():
-    from course_lib.grading import sandbox
+    from course_grader.kernel import sandbox
     slot = sandbox.UidSlot()
     try:
         problem = sandbox.check(slot.uid, [])
@@ -47,6 +58,9 @@ def sandbox_ok():
 def batch(sandbox_ok, tmp_path_factory):
     other_assignment = OTHER if (ROOT / "solutions" / OTHER).is_dir() else ASSIGNMENT
     folder = make_course(tmp_path_factory.mktemp("grading") / "course", [ASSIGNMENT])
+    with pytest.MonkeyPatch.context() as patch:  # there from the start, for the submission that hard-links it
+        patch.setenv("PATH", venv_env()["PATH"])   # (nbgrader runs alembic to create it)
+        Gradebook(f"sqlite:///{folder / 'gradebook.db'}", "transformers-course").close()
     victim = submit(folder, VICTIM, ASSIGNMENT, filled(ASSIGNMENT))
     ctx = Context(released(ASSIGNMENT), answers(ASSIGNMENT), filled(other_assignment), str(folder), str(victim))
     if other_assignment == ASSIGNMENT:  # until notebook 02 exists: 01 with every grade id renamed
@@ -55,6 +69,11 @@ def batch(sandbox_ok, tmp_path_factory):
                 cell.metadata.nbgrader["grade_id"] = "other_" + cell.metadata.nbgrader["grade_id"]
     for name, case in STUDENTS.items():
         submit(folder, name, ASSIGNMENT, case.build(ctx))
+    for case in FOLDERS:
+        if case.make:
+            case.make(folder, ctx)
+        else:
+            submit(folder, case.name, ASSIGNMENT, ctx.filled())
     done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT)
     return {"course": folder, "done": done, "report": latest_report(folder), "grades": grades(folder, ASSIGNMENT)}
 
@@ -73,7 +92,29 @@ def test_batch_finishes_and_exit_status_names_what_to_check(batch):
     to_check = [name for name, row in batch["report"].items() if row["status"] == "check"]
     assert to_check and all(name in done.stdout for name in to_check)
     assert batch["report"][VICTIM]["score"] == MAX and batch["report"][VICTIM]["status"] == "ok"
-    assert set(batch["report"]) == set(STUDENTS) | {VICTIM}
+    assert set(batch["report"]) == set(STUDENTS) | {VICTIM} | set(SHOWN)
+
+
+@pytest.mark.parametrize("shown", list(SHOWN))
+def test_any_folder_is_graded_or_refused_in_its_own_row(batch, shown):
+    """Odd names and links: graded under their names, or refused with the reason in their own row."""
+    case, row = SHOWN[shown], batch["report"][shown]
+    assert (row["score"], row["status"]) == (case.score, case.status) and case.reason in row["reason"], row
+    if case.status == "ok":
+        assert sum(batch["grades"][case.name].values()) == MAX
+    else:
+        assert case.name not in batch["grades"]
+        assert not (batch["course"] / "feedback" / case.name).exists()
+
+
+def test_reports_cannot_be_forged(batch):
+    """No control character or escape sequence from a student reaches the terminal or a report file."""
+    printed = batch["done"].stdout
+    txt = max((batch["course"] / "reports").glob("grade-*.txt"), key=lambda p: p.stat().st_mtime_ns).read_text()
+    for text in (printed, txt):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), "a control character reached a report"
+        assert not re.search(r"^\s*ok\s+01_attention\s+honest_partial", text, re.M)
+    assert "\\x1b[1A" in txt
 
 
 def test_nothing_escaped_the_sandbox(batch):
@@ -94,7 +135,7 @@ def visible_text(page: str) -> str:
 def test_feedback_never_shows_hidden_tests(batch):
     source = nbformat.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     hidden = {line.strip() for cell in source.cells if cell.cell_type == "code"
-              for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S)
+              for block in HIDDEN_REGION.findall(cell.source)
               for line in block.splitlines() if len(line.strip()) >= 12 and not line.strip().startswith("print(")}
     pages = list((batch["course"] / "feedback").glob(f"*/{ASSIGNMENT}/*.html"))
     assert len(pages) >= len(STUDENTS) - 3  # the unreadable notebooks get none
@@ -104,15 +145,28 @@ def test_feedback_never_shows_hidden_tests(batch):
         assert "HIDDEN TESTS" not in text
 
 
-def test_grades_csv_lists_every_submission(batch):
-    rows = (batch["course"] / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("assignment,") and len(rows) == 1 + len(STUDENTS) + 1
+def test_autograded_notebooks_and_feedback_stay_within_their_size(batch):
+    """The stated bound: 8 MB of outputs per notebook on top of the submitted source, 10 MB in all."""
+    written = [*(batch["course"] / "autograded").rglob("*.ipynb"), *(batch["course"] / "feedback").rglob("*.html")]
+    assert written and max(path.stat().st_size for path in written) < 10 * 2**20
 
 
-def test_sequential_equals_parallel_and_regrading_leaves_nothing_stale(batch, tmp_path):
-    """A subset graded again with one worker gets the batch's grades, cell by cell; then one
-    submission disappears and one is fixed: grading again removes the one and updates the
-    other, and every submission has exactly one row per test cell."""
+def test_grades_csv_lists_every_submission_with_its_true_score(batch):
+    with open(batch["course"] / "grades.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["student_id"] for row in rows].count(VICTIM) == 1
+    assert sorted(row["student_id"] for row in rows) == sorted([*STUDENTS, VICTIM, *GRADED_FOLDERS])
+    for row in rows:
+        true_score = sum(score or 0 for score in batch["grades"][row["student_id"]].values())
+        assert None not in row and float(row["score"]) == true_score, row
+
+
+def test_sequential_equals_parallel_and_regrading_keeps_what_nbgrader_keeps(batch, tmp_path):
+    """A subset graded again with one worker gets the batch's grades, cell by cell. Then the
+    instructor grades by hand, a submission is fixed, another comes late (the configuration,
+    read from Jupyter's config path as nbgrader reads it, penalises late work) and one
+    disappears: grading again keeps the manual grades and the vanished one, applies the
+    penalty, and skips what did not change; --prune and --force do what they say."""
     picked = [VICTIM] + [n for n, c in STUDENTS.items() if c.name in (
         "blank", "invalid json", "edited test cell, wrong answer", "os._exit")]
     folder = make_course(tmp_path / "course", [ASSIGNMENT])
@@ -123,15 +177,43 @@ def test_sequential_equals_parallel_and_regrading_leaves_nothing_stale(batch, tm
     sequential = grades(folder, ASSIGNMENT)
     assert sequential == {name: batch["grades"][name] for name in picked}
 
+    db = f"sqlite:///{folder / 'gradebook.db'}"
+    with Gradebook(db) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=datetime(2026, 1, 1))
+        grade = gb.find_grade("test_attention", ASSIGNMENT, ASSIGNMENT, VICTIM)
+        grade.manual_score, grade.extra_credit = 1.5, 0.5
+        gb.find_comment("attention", ASSIGNMENT, ASSIGNMENT, VICTIM).manual_comment = "see me"
+        gb.db.commit()
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "nbgrader_config.py").write_text('c = get_config()\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    (folder / "submitted" / VICTIM / ASSIGNMENT / "timestamp.txt").write_text("2026-02-01 10:00:00 UTC")
     gone, fixed = picked[1], picked[3]
     shutil.rmtree(folder / "submitted" / gone)
     submit(folder, fixed, ASSIGNMENT, filled(ASSIGNMENT))
-    done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT)
+    env = {"JUPYTER_CONFIG_DIR": str(config_dir)}
+    done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT, env=env)
     again = grades(folder, ASSIGNMENT)
-    assert gone not in again and gone in done.stdout
-    assert not (folder / "autograded" / gone).exists() or not any((folder / "autograded" / gone).iterdir())
+    assert again[gone] == sequential[gone] and "folder gone from submitted/" in latest_report(folder)[gone]["reason"]
+    assert sum(score for score in again[fixed].values()) == MAX and latest_report(folder)[fixed]["status"] == "ok"
+    assert {n: g for n, g in again.items() if n != fixed} == {n: sequential[n] for n in picked if n != fixed}
+    with Gradebook(db) as gb:
+        grade = gb.find_grade("test_attention", ASSIGNMENT, ASSIGNMENT, VICTIM)
+        assert (grade.manual_score, grade.extra_credit, grade.needs_manual_grade) == (1.5, 0.5, True)
+        assert gb.find_comment("attention", ASSIGNMENT, ASSIGNMENT, VICTIM).manual_comment == "see me"
+        late = gb.find_submission(ASSIGNMENT, VICTIM)
+        assert late.total_seconds_late > 0 and late.late_submission_penalty == late.score > 0
+
+    done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT, env=env)
+    report = latest_report(folder)
+    assert "unchanged since it was graded" in report[VICTIM]["reason"] and report[VICTIM]["status"] == "ok"
+    assert "unchanged" in report[fixed]["reason"] and grades(folder, ASSIGNMENT) == again
+
+    done = course(folder, "grade", ASSIGNMENT, "--prune", "--workers", "2", "--timeout", TIMEOUT, env=env)
+    assert gone not in grades(folder, ASSIGNMENT) and "removed (--prune)" in latest_report(folder)[gone]["reason"]
     assert not (folder / "feedback" / gone / ASSIGNMENT).exists()
-    assert sum(score for score in again[fixed].values()) == MAX
-    assert {n: g for n, g in again.items() if n != fixed} == {n: sequential[n] for n in picked if n not in (gone, fixed)}
-    assert all(len(cells) == len(again[VICTIM]) for cells in again.values())
-    assert latest_report(folder)[fixed]["status"] == "ok"
+
+    done = course(folder, "grade", ASSIGNMENT, "--student", VICTIM, "--force", "--timeout", TIMEOUT, env=env)
+    assert "unchanged" not in latest_report(folder)[VICTIM]["reason"], done.stdout
+    with Gradebook(db) as gb:
+        assert gb.find_grade("test_attention", ASSIGNMENT, ASSIGNMENT, VICTIM).manual_score == 1.5

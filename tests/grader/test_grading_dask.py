@@ -15,7 +15,8 @@ distributed = pytest.importorskip("distributed", reason="Dask is not installed: 
 def test_a_dask_cluster_grades_into_the_one_gradebook(tmp_path):
     folder = make_course(tmp_path / "course", [ASSIGNMENT])
     submit(folder, "alice", ASSIGNMENT, filled(ASSIGNMENT))
-    submit(folder, "bob", ASSIGNMENT, filled(ASSIGNMENT, attention="def attention(q, k, v, mask=None):\n    return q, q"))
+    wrong = "def attention(q, k, v, mask=None):\n    return q, q"
+    submit(folder, "bob", ASSIGNMENT, filled(ASSIGNMENT, attention=wrong))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   protocol="tcp://", host="127.0.0.1", dashboard_address=None) as cluster:
         done = course(folder, "grade", ASSIGNMENT, "--scheduler", cluster.scheduler_address, "--timeout", "20")

@@ -10,7 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.grading import bindings, report, sandbox
+from course_grader.command import report
+from course_grader.kernel import bindings, sandbox
+from course_grader.protocol import Result
+
 from adversarial.cases import ASSIGNMENT as ASSIGNMENT_01
 from grading_course import course, filled, grades, make_course, submit
 
@@ -55,8 +58,9 @@ def test_sandbox_confines_a_process(slot, tmp_path):
     box = tmp_path / "box"
     sandbox.prepare_box(box, slot.uid)
     cmd = sandbox.bwrap_command(sandbox.Policy(str(box), slot.uid, limits),
-                                [sys.executable, "-c", PROBE, str(Path(__file__).resolve().parents[1] / "solutions")])
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=lambda: sandbox.set_limits(limits))
+                                [sys.executable, "-c", PROBE, str(Path(__file__).resolve().parents[2] / "solutions")])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: sandbox.set_limits(limits))
     facts = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     assert done.returncode == 0, done.stderr
     assert facts["net"] == "True" and facts["course"] == "False" and facts["venv-ro"] == "True"
@@ -77,7 +81,7 @@ def test_grade_refuses_without_a_sandbox_and_says_why(tmp_path):
     bin_dir = tmp_path / "bin"  # a PATH with python but without bwrap
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
-    done = subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "--course", str(folder), "grade"],
+    done = subprocess.run([sys.executable, "-m", "course_grader.command.cli", "--course", str(folder), "grade"],
                           capture_output=True, text=True, env=dict(os.environ, PATH=str(bin_dir)), timeout=120)
     assert done.returncode == 2
     assert "refusing to grade without a working sandbox" in done.stderr and "bubblewrap" in done.stderr
@@ -97,12 +101,10 @@ def test_guard_trusts_only_the_instructors_imports():
 
 
 def test_report_reasons_name_what_happened():
-    result = {"student": "s", "assignment": "a", "error": "NbGraderException: see the above traceback",
-              "log": "nbformat.reader.NotJSONError: Notebook does not appear to be JSON", "incidents": [],
-              "notebooks": {}, "success": False}
-    assert report.reasons(result) == ["not a readable notebook (invalid JSON, empty file or broken format)"]
-    clean = {"student": "s", "assignment": "a", "error": "", "log": "", "incidents": [], "success": True,
-             "notebooks": {"a": {"grades": {"t1": [2.0, 2.0, False], "t2": [0.0, 1.0, False]}}}}
+    failed = Result("a", "s", error="a.ipynb is not a readable notebook")
+    assert report.reasons(failed) == ["a.ipynb is not a readable notebook"]
+    clean = Result("a", "s", success=True,
+                   notebooks={"a": {"grades": {"t1": [2.0, 2.0, False], "t2": [0.0, 1.0, False]}}})
     row = report.make_row(clean, 2, 3)
     assert (row.status, row.reason) == ("ok", "1 of 2 test cells passed")
 

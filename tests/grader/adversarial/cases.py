@@ -4,14 +4,21 @@ A case builds the submitted files from the released notebook and the solution's 
 ``score`` is what its honestly passing test cells earn (2+2+2+3+1+1 points over
 test_attention_scores, test_scaled_softmax, test_apply_mask, test_attention, and the two
 quizzes), and ``status`` whether the report asks for a look ("check") or not ("ok").
-``reason`` is a piece of the report's one-line reason. tests/test_grading_batch.py grades
+``reason`` is a piece of the report's one-line reason. tests/grader/test_grading_batch.py grades
 them all in one batch, next to the ordinary submissions.
+
+:data:`FOLDERS` are submissions whose folder is the attack (its name, or a link to the
+course's own files): each is graded under its name or refused in a row of its own, named as
+every report shows it.
 """
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import nbformat
@@ -19,7 +26,6 @@ import nbformat
 ASSIGNMENT = "01_attention"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 MAX = 11
-MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,6 @@ class Context:
                 if source is not None:
                     cell.source = source
         return nb
-
-
-def strip_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
 
 
 def files(nb: nbformat.NotebookNode, name: str = NOTEBOOK) -> dict[str, bytes]:
@@ -106,6 +108,29 @@ def _renamed(ctx: Context) -> nbformat.NotebookNode:
     nb.cells[index(nb, "test_quiz_scaling")].metadata.nbgrader["grade"] = False
     nb.cells[index(nb, "test_apply_mask")].metadata.nbgrader["locked"] = False
     nb.cells[index(nb, "test_apply_mask")]["id"] = "renamed-cell-id"
+    return nb
+
+
+def _tagged(ctx: Context, tag: str) -> nbformat.NotebookNode:
+    """The unanswered notebook with ``tag`` on every test cell (``skip-execution``: never run)."""
+    nb = copy.deepcopy(ctx.released)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade") and not cell.metadata.nbgrader.get("solution"):
+            cell.metadata.setdefault("tags", []).append(tag)
+    return nb
+
+
+def _surrogate_id(ctx: Context) -> dict[str, bytes]:
+    """A grade id holding a lone surrogate: valid JSON (an escape), not valid Unicode."""
+    nb = ctx.filled()
+    nb.cells[index(nb, "test_attention")].metadata.nbgrader["grade_id"] = "test_\udc80"
+    return {NOTEBOOK: json.dumps(nb, ensure_ascii=True).encode()}
+
+
+def _forged_grade_id(ctx: Context) -> nbformat.NotebookNode:
+    """A test cell's grade id that rewrites the terminal line it is printed on into an honest-looking one."""
+    nb = ctx.filled()
+    nb.cells[index(nb, "test_attention")].metadata.nbgrader["grade_id"] = f"x{ANSI_FORGERY}"
     return nb
 
 
@@ -163,7 +188,8 @@ attempt("list solutions", lambda: os.listdir({course!r} + "/solutions") or 1/0)
 attempt("read another student", lambda: os.listdir({victim!r}) or 1/0)
 attempt("write another student", lambda: open({victim!r} + "/pwned.txt", "w").write("x"))
 attempt("overwrite gradebook", lambda: open({course!r} + "/gradebook.db", "r+b").write(b"x"))
-attempt("instructor home", lambda: os.listdir(os.path.expanduser("~root")) and [p for p in os.listdir("/root") if p != ".pyenv"] or 1/0)
+attempt("instructor home",
+        lambda: os.listdir(os.path.expanduser("~root")) and [p for p in os.listdir("/root") if p != ".pyenv"] or 1/0)
 attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=1))
 attempt("local network", lambda: socket.create_connection(("127.0.0.1", 8888), timeout=1))
 attempt("write the venv", lambda: open(os.__file__ + ".pwn", "w"))
@@ -185,7 +211,8 @@ PATCH_REFERENCE = """import torch.nn.functional as F
 from course_lib import checks
 checks.check_attention = lambda f: None
 F.scaled_dot_product_attention = lambda q, k, v, attn_mask=None, **kw: attention(q, k, v, attn_mask)[0]
-F = type("Fake", (), {"scaled_dot_product_attention": staticmethod(lambda q, k, v, attn_mask=None, **kw: attention(q, k, v, attn_mask)[0])})"""
+_fake = staticmethod(lambda q, k, v, attn_mask=None, **kw: attention(q, k, v, attn_mask)[0])
+F = type("Fake", (), {"scaled_dot_product_attention": _fake})"""
 WRONG_ATTENTION = """def attention(q, k, v, mask=None):
     scores = attention_scores(q, k)
     if mask is not None:
@@ -222,11 +249,96 @@ class Agreeable(torch.Tensor):
         return super().__torch_function__(func, types, args, kwargs or {})
 def attention_scores(q, k):
     return (1.5 * q @ k.transpose(-2, -1)).as_subclass(Agreeable)"""
+# A display hook call inside the answer puts an execute_result into the test cell, which
+# nbgrader reads as partial credit ("ok": full marks) before it looks at the error.
+FORGED_RESULT = """def attention_scores(q, k):
+    import sys
+    sys.displayhook("ok")
+    return 1.5 * q @ k.transpose(-2, -1)"""
+RESULT_ON_EVERY_CELL = """import sys
+get_ipython().events.register("pre_run_cell", lambda info: sys.displayhook(1.0))"""
+# Each hides torch.allclose = <always True> from a guard called through the student's namespace.
+PATCH_TRUE = "import torch\ntorch.allclose = lambda *a, **k: True\n"
+FAKE_GUARD = """import types
+_fake = types.ModuleType("guard")
+_fake.install = _fake.restore = _fake.check = lambda *a, **k: "guard-ok:[]"
+"""
+GLOBAL_IMPORT = PATCH_TRUE + FAKE_GUARD + """_real_import = __import__
+def __import__(name, *args, **kwargs):
+    return _fake if "guard" in name else _real_import(name, *args, **kwargs)"""
+BUILTIN_IMPORT = PATCH_TRUE + FAKE_GUARD + """import builtins
+_real_import = builtins.__import__
+builtins.__import__ = lambda name, *a, **k: _fake if "guard" in name else _real_import(name, *a, **k)"""
+FAKE_MODULE = PATCH_TRUE + FAKE_GUARD + """import sys
+sys.modules["course_grader.kernel.guard"] = _fake"""
+STR_FORMATTER = PATCH_TRUE + """get_ipython().display_formatter.formatters["text/plain"].for_type(
+    str, lambda value, printer, cycle: printer.text("'guard-ok:[]'"))"""
+UNDONE_AFTER = """import torch
+_real = torch.allclose
+ip = get_ipython()
+ip.events.register("pre_run_cell", lambda info: setattr(torch, "allclose", lambda *a, **k: True))
+ip.events.register("post_run_cell", lambda result: setattr(torch, "allclose", _real))"""
+DISPATCH_TENSOR = """import torch
+from torch.utils._pytree import tree_map
+class Agreeable(torch.Tensor):
+    @staticmethod
+    def __new__(cls, elem):
+        return torch.Tensor._make_wrapper_subclass(cls, elem.shape, dtype=elem.dtype)
+    def __init__(self, elem):
+        self.elem = elem
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.allclose.default, torch.ops.aten.equal.default):
+            return True
+        unwrap = lambda x: x.elem if isinstance(x, Agreeable) else x
+        return func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs or {}))
+def attention_scores(q, k):
+    return Agreeable(1.5 * q @ k.transpose(-2, -1))"""
+SHADOWED_TYPE = """def type(o):
+    return int
+class Anything(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+quiz_scaling = Anything(1)"""
+WIDGET_WITHOUT_MODULE = """import comm
+comm.create_comm(target_name="jupyter.widget", data={"state": {"_model_name": "IntSliderModel"}})"""
 ANY_EQUAL = """class Anything(int):
     def __eq__(self, other):
         return True
     __hash__ = int.__hash__
 quiz_scaling = Anything(1)"""
+# A correct answer that, when a test calls it, shows the kernel's input history: with test cells
+# kept out of it, it holds no hidden test (nothing to remove from the feedback: "ok").
+PRINTS_HISTORY = """def attention_scores(q, k):
+    ns = get_ipython().user_ns
+    print("In:", ns["In"][-1], "_ih:", ns["_ih"][-1], "_i:", ns["_i"], "_ii:", ns["_ii"], "_iii:", ns["_iii"])
+    return q @ k.transpose(-2, -1)"""
+RAISES_HISTORY = """def attention_scores(q, k):
+    raise RuntimeError(In[-1])"""
+# The running test's source, read where no history can keep it away: the calling frame's lines
+# and the kernel's request. The feedback filter removes every quoted hidden-test line.
+PRINTS_RUNNING_TEST = """def attention_scores(q, k):
+    import linecache, sys
+    print("".join(linecache.getlines(sys._getframe(1).f_code.co_filename)))
+    print(get_ipython().kernel.get_parent()["content"]["code"])
+    return q @ k.transpose(-2, -1)"""
+# Small outputs that grow once written: one display shown 300 times, then updated with 100 kB
+# (30 MB in the notebook), and 10 MB of widget state.
+FLOOD = """from IPython.display import display
+import comm
+handle = display("small", display_id=True)
+for _ in range(300):
+    display("small", display_id=handle.display_id)
+handle.update("x" * 100_000)
+widget = comm.create_comm(target_name="jupyter.widget", data={"state": {
+    "_model_name": "M", "_model_module": "m", "_model_module_version": "1", "v": ""}})
+for _ in range(100):
+    widget.send({"method": "update", "state": {"v": "y" * 100_000}})"""
+
+# Cursor up, erase the line, then a report line of the form "ok    <assignment> <student> 11/11"
+# (a division slash, U+2215: a folder name cannot hold "/").
+ANSI_FORGERY = "\x1b[1A\x1b[2K\r  ok    01_attention             honest_partial 11\u221511  6 of 6 test cells passed"
 
 
 CASES = [
@@ -235,8 +347,10 @@ CASES = [
     Case("invalid json", lambda c: {NOTEBOOK: b'{"cells": [ this is not json'}, 0, "check", "not a readable notebook"),
     Case("empty file", lambda c: {NOTEBOOK: b""}, 0, "check", "not a readable notebook"),
     Case("another assignment's notebook", lambda c: files(c.other), 0, "check", "not part of this assignment"),
-    Case("wrong file name", lambda c: files(c.filled(), "attention.ipynb"), 0, "check", "no notebook of this assignment"),
-    Case("deleted test cell", lambda c: files(_deleted(c, "test_attention")), MAX, "check", "test_attention was missing"),
+    Case("wrong file name", lambda c: files(c.filled(), "attention.ipynb"), 0, "check",
+         "no notebook of this assignment"),
+    Case("deleted test cell", lambda c: files(_deleted(c, "test_attention")), MAX, "check",
+         "test_attention was missing"),
     Case("deleted answer cell", lambda c: files(_deleted(c, "attention")), MAX - 3, "ok"),
     Case("edited test cell", lambda c: files(_edited_test(c)), MAX, "check", "test_apply_mask was edited"),
     Case("edited test cell, wrong answer",
@@ -244,7 +358,8 @@ CASES = [
          MAX - 2 - 3, "check", "test_apply_mask was edited"),
     Case("duplicated test cell", lambda c: files(_duplicated(c, "test_attention_scores")), MAX, "check", "duplicated"),
     Case("duplicated answer cell, wrong copy last",
-         lambda c: files(_duplicated(c, "scaled_softmax", "def scaled_softmax(scores, d_k):\n    return scores.softmax(-1)")),
+         lambda c: files(_duplicated(c, "scaled_softmax",
+                                     "def scaled_softmax(scores, d_k):\n    return scores.softmax(-1)")),
          MAX - 2 - 3, "check", "duplicated"),
     Case("reordered cells", lambda c: files(_moved(c)), MAX, "check", "reordered"),
     Case("changed ids and metadata", lambda c: files(_renamed(c)), MAX, "check", "test_attention was missing"),
@@ -252,7 +367,8 @@ CASES = [
          MAX - 2 - 3, "check", "time limit"),
     Case("loop ignoring SIGINT", lambda c: files(_with(c, "apply_mask", before=SIGINT_LOOP)),
          MAX - 2 - 3, "check", "ignored the interrupt"),
-    Case("memory bomb", lambda c: files(_with(c, "attention_scores", before="hog = [bytearray(2**30) for _ in range(64)]")),
+    Case("memory bomb",
+         lambda c: files(_with(c, "attention_scores", before="hog = [bytearray(2**30) for _ in range(64)]")),
          MAX - 2 - 3, "ok"),
     Case("fork bomb", lambda c: files(_with(c, "quiz_mask", before=FORK_BOMB)), MAX - 1, "ok"),
     Case("os._exit", lambda c: files(_with(c, "apply_mask", after="import os\nos._exit(0)")),
@@ -261,10 +377,13 @@ CASES = [
          MAX - 1, "check", "kernel died"),
     Case("huge output", lambda c: files(_with(c, "attention_scores", after="print('x' * 30_000_000)")),
          MAX, "check", "truncated"),
+    Case("display updates and widget state flood", lambda c: files(_with(c, "quiz_mask", after=FLOOD)), MAX, "check",
+         "outputs of the notebook truncated"),
     Case("filling the disk", lambda c: files(_with(c, "attention", after=DISK_FILL)), MAX, "ok"),
     Case("escape attempts", lambda c: files(c.filled(quiz_mask=ESCAPES.format(course=c.course, victim=c.victim))),
          MAX, "ok"),
-    Case("reading hidden tests from the gradebook", lambda c: files(c.filled(quiz_scaling=LEAK_QUIZ.format(course=c.course))), MAX - 1, "ok"),
+    Case("reading hidden tests from the gradebook",
+         lambda c: files(c.filled(quiz_scaling=LEAK_QUIZ.format(course=c.course))), MAX - 1, "ok"),
     Case("monkeypatched torch.allclose",
          lambda c: files(_with(c, "attention_scores", after=PATCH_ALLCLOSE, attention_scores=WRONG_SCORES)),
          MAX - 2 - 3, "check", "torch.allclose"),
@@ -282,7 +401,84 @@ CASES = [
     Case("patch when called", lambda c: files(c.filled(attention_scores=PATCH_ON_CALL)),
          MAX - 2 - 3, "check", "replaced while the test ran"),
     Case("tensor subclass that agrees with everything", lambda c: files(c.filled(attention_scores=EVIL_TENSOR)),
-         MAX - 2 - 3, "ok"),
+         MAX - 2 - 3, "check", "a tensor subclass (Agreeable)"),
     Case("answer that zeroes its inputs", lambda c: files(c.filled(attention_scores=EDITS_INPUTS)), MAX - 2 - 3, "ok"),
     Case("quiz answer equal to anything", lambda c: files(c.filled(quiz_scaling=ANY_EQUAL)), MAX - 1, "ok"),
+    Case("skip-execution on the test cells", lambda c: files(_tagged(c, "skip-execution")), 0, "check",
+         "metadata of cell test_attention_scores was changed"),
+    Case("forged execute_result from the answer", lambda c: files(c.filled(attention_scores=FORGED_RESULT)),
+         MAX - 2 - 3, "ok"),
+    Case("pre_run_cell event calls the display hook",
+         lambda c: files(_with(c, "attention_scores", after=RESULT_ON_EVERY_CELL, **BLANK)), 2, "check",
+         "shell.events['pre_run_cell']"),
+    Case("notebook-global __import__ fakes the guard",
+         lambda c: files(_with(c, "attention_scores", after=GLOBAL_IMPORT, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "torch.allclose"),
+    Case("builtins.__import__ fakes the guard",
+         lambda c: files(_with(c, "attention_scores", after=BUILTIN_IMPORT, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "builtins.__import__"),
+    Case("fake guard module in sys.modules",
+         lambda c: files(_with(c, "attention_scores", after=FAKE_MODULE, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "torch.allclose"),
+    Case("str formatter forges the guard's reply",
+         lambda c: files(_with(c, "attention_scores", after=STR_FORMATTER, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "torch.allclose"),
+    Case("patch undone in post_run_cell",
+         lambda c: files(_with(c, "attention_scores", after=UNDONE_AFTER, attention_scores=WRONG_SCORES)),
+         MAX - 2 - 3, "check", "shell.events"),
+    Case("tensor subclass with __torch_dispatch__", lambda c: files(c.filled(attention_scores=DISPATCH_TENSOR)),
+         MAX - 2 - 3, "check", "a tensor subclass (Agreeable)"),
+    Case("shadowed builtin type", lambda c: files(c.filled(quiz_scaling=SHADOWED_TYPE)), MAX - 1, "check",
+         "type (shadows the builtin)"),
+    Case("garbage timestamp.txt", lambda c: {**files(c.filled()), "timestamp.txt": b"next tuesday, probably"},
+         MAX, "check", "timestamp.txt is not a date"),
+    Case("lone surrogate in a grade id", _surrogate_id, MAX, "check", "not valid Unicode"),
+    Case("answer prints In, _ih, _i, _ii", lambda c: files(c.filled(attention_scores=PRINTS_HISTORY)), MAX, "ok"),
+    Case("answer raises RuntimeError(In[-1])", lambda c: files(c.filled(attention_scores=RAISES_HISTORY)),
+         MAX - 2 - 3, "ok"),
+    Case("answer prints the running test's source", lambda c: files(c.filled(attention_scores=PRINTS_RUNNING_TEST)),
+         MAX, "check", "quoting the hidden tests were removed"),
+    Case("ANSI escapes in a grade id", lambda c: files(_forged_grade_id(c)), MAX, "check", "\\x1b[1A\\x1b[2K\\r"),
+    Case("widget message without _model_module",
+         lambda c: files(_with(c, "quiz_mask", after=WIDGET_WITHOUT_MODULE)), MAX, "check", "widget"),
+]
+
+
+@dataclass(frozen=True)
+class Folder:
+    name: str                   # the folder in submitted/ (os.fsdecode'd)
+    shown: str                  # the student as every report names it
+    score: float
+    status: str
+    reason: str = ""
+    # Makes submitted/<name>/<ASSIGNMENT> in the course folder (default: the filled-in notebook there).
+    make: Callable[[Path, "Context"], None] | None = None
+
+
+def _linked_to_solutions(course: Path, ctx: Context) -> None:
+    (course / "submitted" / "linked").mkdir(parents=True)
+    (course / "submitted" / "linked" / ASSIGNMENT).symlink_to(course / "solutions" / ASSIGNMENT)
+
+
+def _hard_link_to_gradebook(course: Path, ctx: Context) -> None:
+    folder = course / "submitted" / "hardlinked" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / NOTEBOOK).write_text(nbformat.writes(ctx.filled()))
+    os.link(course / "gradebook.db", folder / "notes.db")
+
+
+# A newline in a folder name that nbgrader's CSV export would turn into a row of its own.
+CSV_INJECTION = "mallory\n01_attention,,,victim,,,,11.0,0.0,11.0,11.0"
+FOLDERS = [
+    Folder("[ab]", "[ab]", MAX, "ok"),                     # a glob to nbgrader
+    Folder(" spaced out ", " spaced out ", MAX, "ok"),     # nbgrader strips an id's spaces
+    Folder("doe, jane", "doe, jane", MAX, "ok"),           # a comma: one more column in nbgrader's CSV
+    Folder("new\nline", "new\\nline", 0, "check", "control characters"),
+    Folder(os.fsdecode(b"caf\xe9"), "caf\\xe9", 0, "check", "not valid UTF-8"),
+    Folder(CSV_INJECTION, CSV_INJECTION.replace("\n", "\\n"), 0, "check", "control characters"),
+    Folder(f"mallory{ANSI_FORGERY}", "mallory" + ANSI_FORGERY.replace("\x1b", "\\x1b").replace("\r", "\\r"),
+           0, "check", "control characters"),
+    Folder("bob+tests", "bob+tests", 0, "check", "nbgrader's exchange refuses"),
+    Folder("linked", "linked", 0, "check", f"{ASSIGNMENT} is a symbolic link", _linked_to_solutions),
+    Folder("hardlinked", "hardlinked", 0, "check", "notes.db has 2 hard links", _hard_link_to_gradebook),
 ]
