@@ -108,11 +108,9 @@ def main() -> None:
         kernel = sdpa_backend(q, k, v)
         t = lambda name: fmt(None if r[name] is None else r[name][0])
         m = lambda name: fmt(None if r[name] is None else r[name][1])
-        print(f"{seq:>6} {kernel:>13} | {'':>9} {t('naive')} {t('sdpa')} {t('linear')} {t('local')}"
-              f" | {ratio(r['naive'], r['sdpa'], 0)} {ratio(r['naive'], r['linear'], 0)} {ratio(r['naive'], r['local'], 0)}"
-              f" | {'':>5} {m('naive')} {m('sdpa')} {m('linear')} {m('local')}"
-              f" | {ratio(r['naive'], r['sdpa'], 1)} {ratio(r['naive'], r['linear'], 1)} {ratio(r['naive'], r['local'], 1)}",
-              flush=True)
+        ratios = lambda i: " ".join(ratio(r["naive"], r[name], i) for name in ("sdpa", "linear", "local"))
+        print(f"{seq:>6} {kernel:>13} | {'':>9} {t('naive')} {t('sdpa')} {t('linear')} {t('local')} | {ratios(0)}"
+              f" | {'':>5} {m('naive')} {m('sdpa')} {m('linear')} {m('local')} | {ratios(1)}", flush=True)
         rows.append((seq, q, k, v))
 
     if device.type != "cuda":

@@ -7,11 +7,14 @@ model, the same reviews and the same batches, side by side in one run:
 - bf16 autocast (course_lib.training.autocast: on CUDA only), ``attn_implementation="sdpa"``
   (torch's fused attention kernels).
 Prints examples/s of each and the ratio (goal of issue 8, on a GPU: at least 2x). The model is
-``assets.resolve("minilm")``: bert-base-cased where the hub answers, else the packaged MiniLM.
+``assets.resolve("minilm")``: bert-base-cased where the hub answers, else the packaged MiniLM;
+``--model bert-base-random`` measures BERT-base's shape (12 layers x 768) randomly initialised
+instead: throughput needs no pretrained weights (the tokenizer is still MiniLM's, whose uncased
+vocabulary of 30,522 is BERT-base's).
 Sizes follow course_lib.device.run_profile(): "full" (GPU) batch 32 x 256 tokens; "small"
 (CPU) 8 x 128; "smallest" 2 x 32, only to show that the script runs. Prints figures, decides nothing.
 
-    python benchmarks/bench_bert_throughput.py [--steps 20] [--threads 2]
+    python benchmarks/bench_bert_throughput.py [--steps 20] [--threads 2] [--model bert-base-random]
 """
 from __future__ import annotations
 
@@ -21,18 +24,23 @@ import time
 
 import torch
 import transformers
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from course_lib.data import assets, reviews
 from course_lib.device import describe, get_device, pick, run_profile
 from course_lib.training import autocast
 
 
-def throughput(source, batches: list[dict], device: torch.device, attention: str, bf16: bool) -> float:
-    """Examples per second of training steps on ``batches`` (after two untimed warm-up steps)."""
+def throughput(source, batches: list[dict], device: torch.device, attention: str, bf16: bool,
+               random_init: bool = False) -> float:
+    """Examples per second of training steps on ``batches`` (after two untimed warm-up steps);
+    ``random_init``: a randomly initialised BERT-base instead of ``source``'s weights."""
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2,
-                                                               attn_implementation=attention).to(device)
+    if random_init:
+        model = AutoModelForSequenceClassification.from_config(BertConfig(num_labels=2), attn_implementation=attention)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2, attn_implementation=attention)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -57,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default by profile)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--model", choices=("pretrained", "bert-base-random"), default="pretrained")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -77,11 +86,13 @@ def main() -> None:
                 "labels": torch.tensor(labels[i:i + batch_size], device=device)}
                for i in range(0, count, batch_size)]
 
-    print(f"device: {describe(device)}, {os.cpu_count()} CPUs, profile {profile}; model {source}")
+    random_init = args.model == "bert-base-random"
+    model_name = "BERT-base config, randomly initialised" if random_init else source
+    print(f"device: {describe(device)}, {os.cpu_count()} CPUs, profile {profile}; model {model_name}", flush=True)
     print(f"batch {batch_size} x {length} tokens, {steps} timed training steps")
-    fp32 = throughput(source, batches, device, "eager", bf16=False)
-    print(f"fp32, eager attention:      {fp32:8.1f} examples/s")
-    fast = throughput(source, batches, device, "sdpa", bf16=True)
+    fp32 = throughput(source, batches, device, "eager", bf16=False, random_init=random_init)
+    print(f"fp32, eager attention:      {fp32:8.1f} examples/s", flush=True)
+    fast = throughput(source, batches, device, "sdpa", bf16=True, random_init=random_init)
     precision = "bf16 autocast" if device.type == "cuda" else "fp32 (autocast is CUDA-only)"
     print(f"{precision}, fused (sdpa): {fast:8.1f} examples/s")
     print(f"ratio: {fast / fp32:.2f}x (goal on a GPU: >= 2x)")

@@ -16,10 +16,11 @@ import time
 import torch
 
 from course_lib import device as devices
+from course_lib.batching import BatchLoader, make_batch
 from course_lib.data.dates import date_splits
-from course_lib.data.tokenizers import PAD_ID, BatchLoader, CharTokenizer, make_batch
+from course_lib.data.tokenizers import PAD_ID, CharTokenizer
 from course_lib.decoder import Transformer
-from course_lib.generation import greedy_decode
+from course_lib.decoding import greedy_decode
 from course_lib.training import LabelSmoothingLoss, fit, transformer_optimizer
 
 # notebook 06's DATES["small"]

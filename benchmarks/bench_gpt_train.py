@@ -5,8 +5,10 @@ The goal of the course (figures in README, with the machine named): on 2 CPU cor
 loss of at most 1.70 nats per character within 60 s of training; on one GPU, a 6-layer,
 6-head, 384-wide model with context 256 reaches at most 1.3 within 5 minutes.
 
-Training time excludes the periodic validation estimates; the loss reported at the end is on
-the whole validation split (the last 10% of the six novels). Prints figures, decides nothing.
+Training time excludes the periodic validation estimates (printed as they come, on 8 batches
+of the validation split, so that a run stopped early still shows how far it got); the loss
+reported at the end is on the whole validation split (the last 10% of the six novels). Prints
+figures, decides nothing.
 
     python benchmarks/bench_gpt_train.py                   # the CPU goal: 60 s, 2 threads
     python benchmarks/bench_gpt_train.py --profile full    # the GPU goal: 300 s
@@ -23,12 +25,14 @@ import time
 import torch
 
 from course_lib import device as devices
+from course_lib.batching import lm_batches, lm_windows
 from course_lib.data import austen
-from course_lib.gpt import GPT, GPTConfig, evaluate, train
+from course_lib.gpt import GPT, GPTConfig
+from course_lib.training import WarmupCosine, adamw, evaluate, fit, lm_loss
 
 SETUPS = {  # (config, batch size, learning rate, seconds)
-    "small": (dict(block_size=64, n_layer=4, n_head=4, d_model=128), 12, 6e-3, 60),
-    "full": (dict(block_size=256, n_layer=6, n_head=6, d_model=384, dropout=0.1), 64, 1e-3, 300),
+    "small": (dict(max_len=64, num_layers=4, num_heads=4, d_model=128), 12, 6e-3, 60),
+    "full": (dict(max_len=256, num_layers=6, num_heads=6, d_model=384, dropout=0.1), 64, 1e-3, 300),
 }
 
 
@@ -42,7 +46,7 @@ def mfu_line(model: GPT, tokens_per_second: float, device: torch.device) -> str:
     A training token costs 6 FLOPs per parameter (forward and backward) plus the attention
     scores and sums, 12 * layers * d_model * context (the estimate of the PaLM paper)."""
     c = model.config
-    flops = tokens_per_second * (6 * model.num_parameters(embeddings=False) + 12 * c.n_layer * c.d_model * c.block_size)
+    flops = tokens_per_second * (6 * model.num_parameters(embeddings=False) + 12 * c.num_layers * c.d_model * c.max_len)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     peak = next((value for key, value in PEAK_BF16.items() if key in name), None)
     share = f"MFU {flops / peak:.1%} of the {name} bf16 peak" if peak else "MFU: no known peak for this device"
@@ -59,6 +63,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30, help="warmup steps")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=500, help="steps between validation estimates")
     args = parser.parse_args()
 
     device = devices.get_device()
@@ -74,20 +79,31 @@ def main() -> None:
     print(f"device: {devices.describe(device)}, {os.cpu_count()} CPUs, load average {load:.1f} before training")
     print(f"model: {sizes}, {model.num_parameters() / 1e6:.2f} M parameters; batch {batch_size}, lr {lr}")
 
+    def train(model: GPT, steps: int, max_seconds: float | None = None, on_eval=None):
+        optimizer = adamw(model, lr)
+        val_batches = lm_windows(val_data, model.config.max_len, batch_size=256, max_batches=8) if on_eval else None
+        return fit(model, lm_batches(train_data, model.config.max_len, batch_size, seed=args.seed), optimizer,
+                   lm_loss, steps, scheduler=WarmupCosine(optimizer, total=steps, warmup=args.warmup),
+                   amp=device.type == "cuda", max_seconds=max_seconds, progress=False, val_batches=val_batches,
+                   eval_every=args.eval_every, on_eval=on_eval)
+
+    def report(step: int, val_loss: float) -> None:
+        print(f"step {step}: validation loss {val_loss:.3f} (8 batches), {time.perf_counter() - start:.0f} s wall",
+              flush=True)
+
     # A few untimed steps on a copy first: the first calls allocate and pick kernels.
-    train(copy.deepcopy(model), train_data, val_data, steps=5, batch_size=batch_size, progress=False)
+    train(copy.deepcopy(model), steps=5)
 
     start = time.perf_counter()
-    history = train(model, train_data, val_data, steps=10 ** 6, batch_size=batch_size, lr=lr,
-                    warmup=args.warmup, max_seconds=seconds, eval_every=10 ** 9,
-                    amp=device.type == "cuda", seed=args.seed, progress=False)
+    history = train(model, steps=10 ** 6, max_seconds=seconds, on_eval=report)
     wall = time.perf_counter() - start
     t0 = time.perf_counter()
-    val = evaluate(model, val_data, batch_size=256, amp=device.type == "cuda")
+    val, _ = evaluate(model, lm_windows(val_data, model.config.max_len, batch_size=256), lm_loss,
+                      amp=device.type == "cuda")
     eval_seconds = time.perf_counter() - t0
     print(f"steps: {history.steps} in {history.seconds:.1f} s of training ({wall:.1f} s wall), "
           f"{1000 * history.seconds / history.steps:.1f} ms/step")
-    tokens_per_second = history.steps * batch_size * model.config.block_size / history.seconds
+    tokens_per_second = history.steps * batch_size * model.config.max_len / history.seconds
     print(f"throughput: {tokens_per_second:,.0f} tokens/s, {mfu_line(model, tokens_per_second, device)}")
     print(f"train loss (last 50 steps): {sum(history.train_loss[-50:]) / len(history.train_loss[-50:]):.3f}")
     print(f"validation loss: {val:.3f} nats/char = {val / math.log(2):.3f} bits/char "

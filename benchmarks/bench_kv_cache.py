@@ -3,7 +3,7 @@
 On the same weights (a randomly initialized Hugging Face GPT2LMHeadModel with its tanh GELU, copied
 into course_lib.gpt.GPT with GPT.from_gpt2, so both compute the same function), greedy
 decoding of N new tokens after a 16-token prompt, batch 1, float32, measured side by side:
-- course_lib.generation.generate with the KV cache (one new position per step) and without it
+- course_lib.sampling.generate with the KV cache (one new position per step) and without it
   (the whole prefix every step): tokens/s and the speed-up (goal, issue 8: at least 5x at
   512 new tokens);
 - transformers' generate(do_sample=False), with its cache: tokens/s, the ratio of the times, and whether
@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from course_lib.device import describe, get_device, pick, run_profile
-from course_lib.generation import generate
+from course_lib.efficient import time_call
 from course_lib.gpt import GPT
+from course_lib.sampling import generate
 
 PROMPT = 16
 
 
 def timed(fn, device: torch.device) -> tuple[torch.Tensor, float]:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return out, time.perf_counter() - start
+    """``fn()``'s result and the seconds of that one call."""
+    out = []
+    seconds = time_call(lambda: out.append(fn()), device, repeats=1, warmup=0)
+    return out[0], seconds
 
 
 def main() -> None:
@@ -73,8 +70,8 @@ def main() -> None:
         with torch.no_grad():
             return hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False)
 
-    for warm in (lambda: generate(ours, prompt, 4, temperature=0), lambda: generate(ours, prompt, 4, temperature=0, use_cache=False),
-                 lambda: run_hf(4)):
+    for warm in (lambda: generate(ours, prompt, 4, temperature=0),
+                 lambda: generate(ours, prompt, 4, temperature=0, use_cache=False), lambda: run_hf(4)):
         warm()
     print(f"{'new':>6} | {'cached tok/s':>12} {'recompute tok/s':>15} {'speed-up':>9} | "
           f"{'transformers tok/s':>18} {'time theirs/ours':>16} {'same tokens':>18}")

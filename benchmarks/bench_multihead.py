@@ -3,21 +3,22 @@
 Prints time per step and the ratio ours / torch's, measured side by side in one run:
 - naive path (explicit softmax, returns per-head weights) vs torch asked for per-head weights;
 - fast path (F.scaled_dot_product_attention, no weights) vs torch without weights.
-Goals (issue 2): at most 1.2x naive, at most 1.05x fast.
+Goals (issue 2): at most 1.2x naive, at most 1.05x fast. The last column names the SDPA kernel
+that the fast path's shapes get (flash expected in bf16 on a GPU).
 
-    python benchmarks/bench_multihead.py [--device cuda] [--repeats 30]
+    python benchmarks/bench_multihead.py [--device cuda] [--repeats 30] [--dtype bfloat16]
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import statistics
-import time
 
 import torch
 from torch import nn
 
-from course_lib.multihead import MultiHeadAttention
+from course_lib.efficient import sdpa_backend, time_call
+from course_lib.multihead import MultiHeadAttention, copy_torch_attention
 
 SHAPES = [  # (batch, seq, d_model, heads)
     (32, 64, 256, 8),
@@ -26,46 +27,27 @@ SHAPES = [  # (batch, seq, d_model, heads)
 ]
 
 
-def copy_weights(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
-    with torch.no_grad():
-        for mine, w, b in zip((ours.w_q, ours.w_k, ours.w_v), ref.in_proj_weight.chunk(3), ref.in_proj_bias.chunk(3)):
-            mine.weight.copy_(w)
-            mine.bias.copy_(b)
-        ours.w_o.weight.copy_(ref.out_proj.weight)
-        ours.w_o.bias.copy_(ref.out_proj.bias)
-
-
-def step_time(step, repeats: int, device: str) -> float:
-    """Median seconds of one call of ``step`` (after warm-up)."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     args = parser.parse_args()
-    device = args.device
-    name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-    print(f"device: {device} ({name}), torch {torch.__version__}, float32, forward + backward, median of {args.repeats}")
-    print(f"{'batch x seq x d_model / heads':>30} {'path':>6} {'ours ms':>9} {'torch ms':>9} {'ratio':>6}")
+    device, dtype = args.device, getattr(torch, args.dtype)
+    threads = f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if device == "cuda" else threads
+    print(f"device: {device} ({name}), torch {torch.__version__}, {args.dtype}, forward + backward, "
+          f"median of {args.repeats}")
+    print(f"{'batch x seq x d_model / heads':>30} {'path':>6} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} "
+          f"{'sdpa kernel':>13}")
     for batch, seq, d_model, heads in SHAPES:
         torch.manual_seed(0)
-        ref = nn.MultiheadAttention(d_model, heads, batch_first=True).to(device)
-        x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
+        ref = nn.MultiheadAttention(d_model, heads, batch_first=True).to(device, dtype)
+        x = torch.randn(batch, seq, d_model, device=device, dtype=dtype, requires_grad=True)
+        q = torch.randn(batch, heads, seq, d_model // heads, device=device, dtype=dtype)
         for path, fast, need_weights in (("naive", False, True), ("fast", True, False)):
-            ours = MultiHeadAttention(d_model, heads, fast=fast).to(device)
-            copy_weights(ours, ref)
+            ours = MultiHeadAttention(d_model, heads, fast=fast).to(device, dtype)
+            copy_torch_attention(ref, ours)
 
             def run_ours():
                 ours(x)[0].sum().backward()
@@ -76,10 +58,12 @@ def main() -> None:
             # Alternate the two so that drifts in clock speed hit both alike.
             t_ours, t_torch = [], []
             for _ in range(3):
-                t_ours.append(step_time(run_ours, args.repeats // 3, device))
-                t_torch.append(step_time(run_torch, args.repeats // 3, device))
+                for fn, times in ((run_ours, t_ours), (run_torch, t_torch)):
+                    times.append(time_call(fn, device, args.repeats // 3, warmup=3, reduce=statistics.median))
             a, b = min(t_ours), min(t_torch)
-            print(f"{f'{batch} x {seq} x {d_model} / {heads}':>30} {path:>6} {a * 1e3:9.2f} {b * 1e3:9.2f} {a / b:6.2f}")
+            shape = f"{batch} x {seq} x {d_model} / {heads}"
+            kernel = sdpa_backend(q, q, q) if fast else "-"
+            print(f"{shape:>30} {path:>6} {a * 1e3:9.2f} {b * 1e3:9.2f} {a / b:6.2f} {kernel:>13}", flush=True)
 
 
 if __name__ == "__main__":
