@@ -83,6 +83,7 @@ class Result:
     autograded: dict[str, str] = field(default_factory=dict)
     feedback: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    bounds: str = ""                    # how the submission as a whole was bounded ("cgroup v1", ...)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -80,7 +80,8 @@ def grade(args: argparse.Namespace) -> int:
            for a, s in found if a in known}
     rows += [report.Row(s, a, 0, 0, "check", reason, 0) for (a, s), reason in why.items() if reason]
     pairs = [pair for pair, reason in why.items() if not reason]
-    limits = sandbox.Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
+    limits = sandbox.Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, processes=args.processes,
+                            cpus=args.cpus)
     sandboxed = not args.no_sandbox
     if sandboxed:
         problem = _sandbox_problem(course, limits)
@@ -134,7 +135,8 @@ def grade(args: argparse.Namespace) -> int:
                                  "folder gone from submitted/: its grades are kept (--prune removes them)")
     if pairs:
         export_csv(course)
-    text = report.summary(rows, time.monotonic() - start, args.workers, sandboxed)
+    bounds = report.limits_line(limits, results, args.timeout, args.submission_timeout, bounds) if sandboxed else ""
+    text = report.summary(rows, time.monotonic() - start, args.workers, sandboxed, bounds)
     paths = report.write(rows, text, course.root / "reports", label)
     print(text)
     print(f"Report: {', '.join(str(p.relative_to(course.root)) for p in paths)}; grades: grades.csv; "
@@ -226,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--timeout", type=int, help="seconds per cell (default: Execute.timeout of nbgrader_config.py)")
     g.add_argument("--submission-timeout", type=int, default=Job.submission_timeout, metavar="SECONDS",
                    help="seconds for one whole submission, every cell and the feedback (default: %(default)s)")
-    g.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb, help="address space per process")
-    g.add_argument("--cpu-seconds", type=int, default=sandbox.Limits.cpu_seconds, help="CPU time per kernel")
+    g.add_argument("--memory-mb", type=int, default=sandbox.Limits.memory_mb,
+                   help="memory of a submission as a whole (cgroup; per process where none can be made)")
+    g.add_argument("--processes", type=int, default=sandbox.Limits.processes, help="processes and threads")
+    g.add_argument("--cpus", type=float, default=sandbox.Limits.cpus, help="CPU share of a submission (cgroup)")
+    g.add_argument("--cpu-seconds", type=int, default=sandbox.Limits.cpu_seconds, help="CPU time per process")
     g.add_argument("--max-notebook-mb", type=int, default=SubmissionLimits.notebook_mb,
                    help="a larger notebook is refused unread")
     g.add_argument("--max-submission-mb", type=int, default=SubmissionLimits.total_mb,

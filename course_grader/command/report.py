@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..protocol import Result
+
+if TYPE_CHECKING:
+    from ..kernel.sandbox import Limits
+    from .course import SubmissionLimits
 
 # What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -82,10 +88,28 @@ def make_row(result: Result, score: float, max_score: float) -> Row:
                f"{passed} of {len(tests)} test cells passed", result.seconds)
 
 
-def summary(rows: list[Row], seconds: float, workers: int, sandboxed: bool) -> str:
+def limits_line(limits: Limits, results: list[Result], cell_seconds: int | None, submission_seconds: int,
+                submission: SubmissionLimits) -> str:
+    """The bounds this run held every submission to, and how its memory bound was enforced
+    (each worker says: a cgroup for the submission as a whole, or per-process rlimits)."""
+    how = Counter(r.bounds for r in results if r.bounds)
+    whole = {mode for mode in how if mode.startswith("cgroup")}
+    scope = ("" if not how else "for each submission as a whole" if whole == set(how)
+             else "per process" if not whole else "as a whole where a cgroup could be made, else per process")
+    ways = ", ".join(f"{mode}: {n}" for mode, n in sorted(how.items()))
+    cell = f"{cell_seconds} s" if cell_seconds else "Execute.timeout"
+    return (f"Limits: {limits.memory_mb} MB of memory, {limits.processes} processes, {limits.cpus:g} CPU "
+            f"{scope}{f' ({ways})' if ways else ''}; {limits.disk_mb} MB of /tmp (in memory); "
+            f"{limits.cpu_seconds} s of CPU per process; {cell} per cell, {submission_seconds} s per submission; "
+            f"notebooks up to {submission.notebook_mb} MB, a folder up to {submission.total_mb} MB.")
+
+
+def summary(rows: list[Row], seconds: float, workers: int, sandboxed: bool, limits: str = "") -> str:
     look = [r for r in rows if r.status != "ok"]
     lines = [f"Graded {len(rows)} submission(s) in {seconds:.1f} s with {workers} worker(s), "
              f"{'sandboxed' if sandboxed else 'NOT sandboxed'}: {len(rows) - len(look)} ok, {len(look)} to check."]
+    if limits:
+        lines.append(limits)
     width = max([len(r.student) for r in rows] + [7])
     for r in sorted(rows, key=lambda r: (r.status == "ok", r.assignment, r.student)):
         lines.append(f"  {r.status:5} {r.assignment:24} {r.student:{width}} {r.score:g}/{r.max_score:g}  {r.reason}")

@@ -2,7 +2,7 @@
 
 ``python -m course_grader.kernel.launcher CONNECTION_FILE [ARGS...]`` (the argv of the kernel
 spec that course_grader.kernel.sandbox writes) reads the job's policy from the environment,
-prepares the box and execs bwrap around ``ipykernel_launcher``.
+prepares the box, joins the submission's cgroup and execs bwrap around ``ipykernel_launcher``.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from .cgroup import join
 from .sandbox import ENV_VAR, Policy, bwrap_command, prepare_box, set_limits
 
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     log = os.open(box / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    join(policy.cgroup)  # before bwrap: the kernel and all it starts are counted together
     set_limits(policy.limits)
     inner = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *argv[1:]]
     cmd = bwrap_command(policy, inner)

@@ -5,7 +5,10 @@ course_lib read-only, its own files copied into a private, size-limited /tmp, an
 else: no network, no gradebook, no solutions/, no other student, no instructor home. It runs
 as an unprivileged uid of its own (one per worker) with limits on address space, CPU time,
 processes, file size and open files; when its kernel is killed, everything it started dies
-with it (own PID namespace, --die-with-parent).
+with it (own PID namespace, --die-with-parent). Where the host allows, a cgroup bounds the
+submission's memory, processes and CPU share as a whole (course_grader.kernel.cgroup), and once
+the kernel is up its socket directory is sealed (:func:`seal_ipc`): nothing of the student's
+reaches the host's disk.
 
 Jupyter starts the kernel through the kernel spec written by :func:`write_kernel_spec`,
 whose argv is ``python -m course_grader.kernel.launcher {connection_file} ...``, which
@@ -41,10 +44,13 @@ MB = 1024 * 1024
 
 @dataclass
 class Limits:
-    """Per-kernel limits. memory is address space per process; disk is the private /tmp."""
+    """What one submission may use. memory and processes bound each process (rlimits) and,
+    where a cgroup can be made (course_grader.kernel.cgroup), the submission as a whole;
+    disk is the private /tmp, which lives in memory (the cgroup counts it)."""
     memory_mb: int = 2048
-    cpu_seconds: int = 300
+    cpu_seconds: int = 300    # per process
     processes: int = 64       # threads count too
+    cpus: float = 1.0         # share of the CPU (cgroup only): a worker per core
     file_size_mb: int = 64
     disk_mb: int = 256
     open_files: int = 256
@@ -57,6 +63,7 @@ class Policy:
     uid: int | None           # None: stay the current user (not root: no uid switch possible)
     limits: Limits = field(default_factory=Limits)
     read_only: list[str] = field(default_factory=list)  # extra paths to show read-only
+    cgroup: list[str] = field(default_factory=list)     # the submission's cgroup folders, [] for none
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -164,6 +171,16 @@ def prepare_box(box: Path, uid: int | None, source: Path | None = None) -> None:
         for path in [box, *box.rglob("*")]:
             os.lchown(path, uid, uid)
     box.chmod(0o755)
+
+
+def seal_ipc(ipc: Path) -> None:
+    """Make the socket directory (the one folder the kernel shares with the host's disk) and the
+    connection file the grader's and read-only, once the kernel has made its sockets: student
+    code can then write nothing there. Only holds when the kernel runs as a uid of its own."""
+    for path in [ipc, *ipc.iterdir()]:
+        os.lchown(path, os.getuid(), os.getgid())
+        if not path.is_socket():
+            path.chmod(0o755 if path.is_dir() else 0o444)
 
 
 def write_kernel_spec(jupyter_dir: Path) -> None:

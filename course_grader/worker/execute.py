@@ -28,6 +28,7 @@ import hmac
 import json
 import secrets
 import time
+from pathlib import Path
 from queue import Empty
 
 from jupyter_core.utils import ensure_async, run_sync
@@ -35,8 +36,9 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Dict, Integer, List
+from traitlets import Bool, Dict, Integer, List, Unicode
 
+from ..kernel import sandbox
 from ..kernel.guard import REPLY, REQUEST
 from ..protocol import Incident
 from .preprocessors import incidents
@@ -86,6 +88,8 @@ class GuardedExecute(Execute):
                                                   "per notebook.").tag(config=True)
     max_error = Integer(20_000, help="Bytes of an error's message and traceback kept.").tag(config=True)
     max_restarts = Integer(3, help="Kernel restarts per notebook before the rest is given up.").tag(config=True)
+    ipc_dir = Unicode("", help="The sandboxed kernel's socket directory, sealed once the kernel is up "
+                               "(empty: nothing to seal).").tag(config=True)
     guard_timeout = Integer(120, help="Seconds a guard call may take (installing imports the modules the "
                                       "tests use; a slow machine must not fail tests).").tag(config=True)
 
@@ -97,6 +101,7 @@ class GuardedExecute(Execute):
         self._notebook_bytes = 0
         self._over_notebook_cap = False
         self._status: dict[int, str] = {}  # cell index -> its execute reply's status
+        self._sealed = False              # the running kernel's socket directory is sealed
         return super().preprocess(nb, resources, km)
 
     # ---- output caps ------------------------------------------------------------------
@@ -191,6 +196,12 @@ class GuardedExecute(Execute):
         self.kc.shell_channel.send(request)
         return verified(run_sync(self._async_reply)(request["header"]["msg_id"]), self._key, nonce)
 
+    def _seal(self) -> None:
+        """Seal a new kernel's socket directory before any of the student's code runs in it."""
+        if self.ipc_dir and not self._sealed:
+            sandbox.seal_ipc(Path(self.ipc_dir))
+            self._sealed = True
+
     def _install_guard(self) -> None:
         """Install the guard in a kernel that has run nothing of the student's yet."""
         if not self.guard or self._key:
@@ -239,6 +250,7 @@ class GuardedExecute(Execute):
             if cell.cell_type == "code" and cell.source.strip():
                 cell.outputs = [_error("NotRun", "not run: the kernel had to be restarted too often")]
             return cell, resources
+        self._seal()
         self._install_guard()
         test = self._test_cell(cell)
         guarded = self.guard and test
@@ -288,6 +300,8 @@ class GuardedExecute(Execute):
             self._restarts = self.max_restarts + 1
             return
         self._key = ""
+        self._sealed = False
+        self._seal()
         self._install_guard()
         for earlier, replay in enumerate(self.nb.cells[:index]):
             if replay.cell_type == "code" and replay.source.strip() and earlier not in self._fatal:

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 
 from .. import config as nbgrader_config
-from ..kernel import sandbox
+from ..kernel import cgroup, sandbox
 from ..protocol import Incident, Job, Result, one_line, pack, unpack
 from . import execute, preprocessors, sanitize
 
@@ -73,13 +73,11 @@ class Worker:
             config.GuardedExecute.kernel_name = sandbox.KERNEL_NAME
             config.KernelManager.transport = "ipc"
             config.KernelManager.ip = str(box / "ipc" / "kernel")
+            if self.slot.uid is not None:  # a kernel of the grader's own uid could unseal it
+                config.GuardedExecute.ipc_dir = str(box / "ipc")
         return config
 
     def grade(self, job: Job) -> Result:
-        from nbgrader.api import Gradebook
-        from nbgrader.apps import NbGraderAPI
-        from nbgrader.coursedir import CourseDirectory
-
         start = time.monotonic()
         result = Result(job.assignment, job.student)
         course, box = self.base / "course", self.base / "box"
@@ -92,16 +90,34 @@ class Worker:
         unpack(job.source_files, course / FOLDERS["source_directory"] / job.assignment)
         unpack(job.release_files, course / FOLDERS["release_directory"] / job.assignment)
         sandbox.prepare_box(box, self.slot.uid)
+        limits = sandbox.Limits(**job.limits)
+        group, why = cgroup.create(limits.memory_mb, limits.processes, limits.cpus) if job.sandboxed else (None, "")
+        result.bounds = f"cgroup v{group.version}" if group else f"rlimits only ({why})" if why else ""
         os.environ[sandbox.ENV_VAR] = sandbox.Policy(
-            str(box), self.slot.uid, sandbox.Limits(**job.limits), job.read_only).to_env()
+            str(box), self.slot.uid, limits, job.read_only, group.paths if group else []).to_env()
         preprocessors.incidents.clear()
+        try:
+            self._grade(job, result, course, box, submitted)
+        finally:
+            if group:
+                if group.oom_kills():
+                    preprocessors.incidents.append(Incident(
+                        "memory_limit", f"its processes together reached the submission's memory limit "
+                                        f"({limits.memory_mb} MB): {group.oom_kills()} of them killed"))
+                group.destroy()
+            shutil.rmtree(box, ignore_errors=True)
+        result.incidents = list(preprocessors.incidents)
+        result.seconds = round(time.monotonic() - start, 2)
+        return result
+
+    def _grade(self, job: Job, result: Result, course: Path, box: Path, submitted: Path) -> None:
+        from nbgrader.api import Gradebook
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
 
         result.error = _check_submission(course / "gradebook.db", job.assignment, submitted)
         if result.error:
-            result.incidents = list(preprocessors.incidents)
-            shutil.rmtree(box, ignore_errors=True)
-            return result
-
+            return
         config = self._config(job, course, box)
         api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
         graded = api.autograde(job.assignment, STUDENT)
@@ -124,17 +140,13 @@ class Worker:
                 preprocessors.incidents.append(
                     Incident("feedback_failed", f"feedback failed: {one_line(feedback.get('error', ''))}"))
             result.feedback = pack(course / FOLDERS["feedback_directory"] / STUDENT / job.assignment)
-        result.incidents = list(preprocessors.incidents)
         if autograded.is_dir():
             for notebook in autograded.glob("*.ipynb"):
                 sanitize.sanitize_notebook_file(notebook)  # the copy formgrader and Lab show the instructor
             result.autograded = pack(autograded)
         log = box / "kernel.log"
-        if log.exists() and any(i.kind in ("kernel_died", "gave_up") for i in result.incidents):
+        if log.exists() and any(i.kind in ("kernel_died", "gave_up") for i in preprocessors.incidents):
             result.log += "\n[kernel log]\n" + log.read_text(errors="replace")[-4000:]
-        shutil.rmtree(box, ignore_errors=True)
-        result.seconds = round(time.monotonic() - start, 2)
-        return result
 
 
 def _valid_text(value):

@@ -22,6 +22,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from course_grader.kernel import cgroup
 from course_grader.markers import HIDDEN_REGION
 from course_grader.venv import venv_env
 
@@ -37,7 +38,17 @@ def student(index: int, name: str) -> str:
     return f"case{index:02d}-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-STUDENTS = {student(i, case.name): case for i, case in enumerate(CASES)}
+def _cgroups() -> str:
+    """Why no cgroup bounds a submission here ('' when one does)."""
+    group, why = cgroup.create(64, 8, 1.0)
+    if group:
+        group.destroy()
+    return why
+
+
+# Cases that hold gigabytes unless a cgroup stops them are graded only where one does.
+NO_CGROUP = _cgroups()
+STUDENTS = {student(i, case.name): case for i, case in enumerate(CASES) if not (case.needs_cgroup and NO_CGROUP)}
 SHOWN = {folder.shown: folder for folder in FOLDERS}
 GRADED_FOLDERS = [folder.name for folder in FOLDERS if folder.status == "ok"]
 
@@ -84,6 +95,13 @@ def test_adversarial_submission_gets_its_expected_score(batch, name):
     assert (row["score"], row["status"]) == (case.score, case.status), f"{case.name}: {row}"
     assert case.reason in row["details"] + row["reason"], f"{case.name}: reason {row['details']!r}"
     assert "\n" not in row["reason"]
+
+
+def test_cgroup_bounds_each_submission_where_the_host_has_them(batch):
+    if NO_CGROUP:
+        pytest.skip(f"no cgroup here ({NO_CGROUP}): the memory bound is per process, the report says so")
+    limits = next(line for line in batch["done"].stdout.splitlines() if line.startswith("Limits:"))
+    assert "for each submission as a whole (cgroup v" in limits and "MB of memory" in limits
 
 
 def test_batch_finishes_and_exit_status_names_what_to_check(batch):

@@ -35,6 +35,8 @@ class Case:
     score: float
     status: str
     reason: str = ""
+    # Holds only where a cgroup bounds the submission as a whole (root, cgroup v1 or delegated v2).
+    needs_cgroup: bool = False
 
 
 @dataclass
@@ -175,6 +177,59 @@ for i in range(100):
         if error.errno == 28:  # ENOSPC: the private /tmp is full
             break
 print(f"wrote {written} MiB, then: {last}")"""
+# Children that each stay under the per-process limit but together hold more than the
+# submission may: escaped if all of them hold their memory at once.
+CHILDREN_HOLD_MEMORY = """import os, select, signal, time
+ready_r, ready_w = os.pipe()
+children = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        try:  # a child must never return into the kernel's code
+            hog = bytearray(500 * 2**20)
+            for i in range(0, len(hog), 4096):
+                hog[i] = 1
+            os.write(ready_w, b"x")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    children.append(pid)
+held, died, deadline = 0, False, time.time() + 30
+while held < 6 and not died and time.time() < deadline:
+    if select.select([ready_r], [], [], 0.1)[0]:
+        held += len(os.read(ready_r, 4))
+    died = any(os.waitpid(pid, os.WNOHANG)[0] for pid in children)
+for pid in children:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+print("children holding 500 MB at once:", held)
+quiz_mask = 3 if held == 6 else 1"""
+# Memory in no process's address space: memfds written, never mapped, each under the file size limit.
+MEMFD = """import os
+hoard, held = [], 0
+for _ in range(100):
+    hoard.append(os.memfd_create("hoard"))
+    for _ in range(32):
+        os.write(hoard[-1], b"0" * 2**20)
+        held += 1
+print("memfds hold", held, "MiB")
+quiz_mask = 3"""
+# The socket directory is the one folder the kernel shares with the host's disk.
+SOCKET_DIR_FILL = """import os
+from ipykernel import get_connection_file
+folder, written = os.path.dirname(get_connection_file()), 0
+for target, mode in ((os.path.join(folder, "fill.bin"), "wb"), (get_connection_file(), "ab")):
+    try:
+        with open(target, mode) as handle:
+            for _ in range(32):
+                handle.write(b"0" * 2**20)
+                written += 1
+    except OSError as error:
+        print("refused:", type(error).__name__)
+print("wrote", written, "MiB next to the kernel's sockets")
+quiz_mask = 3 if written else 1"""
 ESCAPES = """import glob, os, socket
 escaped = []
 def attempt(what, action):
@@ -380,6 +435,12 @@ CASES = [
     Case("display updates and widget state flood", lambda c: files(_with(c, "quiz_mask", after=FLOOD)), MAX, "check",
          "outputs of the notebook truncated"),
     Case("filling the disk", lambda c: files(_with(c, "attention", after=DISK_FILL)), MAX, "ok"),
+    Case("children that together hold too much", lambda c: files(c.filled(quiz_mask=CHILDREN_HOLD_MEMORY)),
+         MAX, "check", "memory limit", needs_cgroup=True),
+    Case("memory held in a memfd", lambda c: files(c.filled(quiz_mask=MEMFD)), MAX - 1, "check", "memory limit",
+         needs_cgroup=True),
+    Case("writing next to the kernel's sockets", lambda c: files(c.filled(quiz_mask=SOCKET_DIR_FILL)), MAX, "ok",
+         needs_cgroup=True),
     Case("escape attempts", lambda c: files(c.filled(quiz_mask=ESCAPES.format(course=c.course, victim=c.victim))),
          MAX, "ok"),
     Case("reading hidden tests from the gradebook",
