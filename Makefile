@@ -92,7 +92,7 @@ lab: setup-lab
 # One thread per process: with two workers, torch's default of a thread per core would put
 # four busy threads on two cores, and small kernels then run several times slower.
 test: setup system-packages lint
-	OMP_NUM_THREADS=1 COURSE_PROFILE=smallest $(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests solutions
+	OMP_NUM_THREADS=1 COURSE_PROFILE=smallest $(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=25 --nbval-lax tests solutions
 
 # ruff (pinned in the dev extra, configured in pyproject.toml) over the code and solutions/.
 lint: $(STAMP)
