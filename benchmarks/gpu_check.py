@@ -60,6 +60,8 @@ BENCH_ARGS: dict[str, dict[str, Callable[[float], list[str]]]] = {
     # the training gets 3/4 of the item: start-up, warm-up steps and the final evaluation the rest
     "bench_gpt_train": {"full": lambda s: ["--profile", "full", "--seconds", f"{0.75 * s:.0f}"],
                         "smallest": lambda s: ["--seconds", "2"]},
+    # one run of the notebook's full settings in 3/4 of the item (the rest: data, BPE, decoding)
+    "bench_translation": {"full": lambda s: ["--profile", "full", "--minutes", f"{0.75 * s / 60:.2f}"]},
     # throughput needs no pretrained weights: BERT-base's shape, randomly initialised
     "bench_bert_throughput": {"full": lambda s: ["--model", "bert-base-random"]},
 }

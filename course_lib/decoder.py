@@ -15,7 +15,7 @@ from .attention import causal_mask, padding_mask
 from .encoder import Encoder, FeedForward, LayerNorm
 from .multihead import MultiHeadAttention, copy_torch_attention
 from .positional import SinusoidalPositionalEncoding, TokenEmbedding
-from .validation import check_int, check_mask, check_tensor, check_token_ids, check_type
+from .validation import check, check_int, check_mask, check_tensor, check_token_ids, check_type
 
 
 def target_mask(tgt: Tensor, pad_id: int) -> Tensor:
@@ -126,16 +126,21 @@ class Transformer(nn.Module):
     target tokens -> embedding -> + positions -> Decoder (attending to memory) -> ``generator``,
     a linear map to one logit per target-vocabulary token. With ``tie_weights`` the generator
     uses the target embedding matrix as its weight (one tensor, (tgt_vocab, d_model)): a
-    token's input vector is also the vector its output logit is scored against.
+    token's input vector is also the vector its output logit is scored against. With
+    ``share_embeddings`` (one vocabulary for both languages, e.g. a shared BPE) the source
+    embedding is that same matrix too, as in the paper (section 3.4).
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, d_model: int = 512, num_heads: int = 8,
                  num_encoder_layers: int = 6, num_decoder_layers: int = 6, d_ff: int = 2048,
                  dropout: float = 0.1, max_len: int = 5000, norm_first: bool = False,
-                 tie_weights: bool = True, fast: bool = False) -> None:
+                 tie_weights: bool = True, fast: bool = False, share_embeddings: bool = False) -> None:
         super().__init__()
         check_int("src_vocab_size", src_vocab_size, low=1)
         check_int("tgt_vocab_size", tgt_vocab_size, low=1)
+        check(not share_embeddings or src_vocab_size == tgt_vocab_size, "src_vocab_size",
+              f"equal to tgt_vocab_size ({tgt_vocab_size}) when share_embeddings=True (one shared vocabulary)",
+              src_vocab_size)
         self.src_embed = TokenEmbedding(src_vocab_size, d_model)
         self.tgt_embed = TokenEmbedding(tgt_vocab_size, d_model)
         self.pos = SinusoidalPositionalEncoding(d_model, max_len, dropout)
@@ -145,6 +150,8 @@ class Transformer(nn.Module):
         self.reset_parameters()
         if tie_weights:
             self.generator.weight = self.tgt_embed.embedding.weight
+        if share_embeddings:
+            self.src_embed.embedding.weight = self.tgt_embed.embedding.weight
 
     def reset_parameters(self) -> None:
         """Xavier-uniform for every weight matrix of the encoder and decoder stacks.

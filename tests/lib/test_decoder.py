@@ -226,6 +226,18 @@ def test_weight_tying_shares_one_tensor():
     assert tied.tgt_embed.embedding.weight.grad is tied.generator.weight.grad
 
 
+def test_shared_embeddings_are_one_tensor_for_source_target_and_output():
+    shared = Transformer(12, 12, D_MODEL, HEADS, 1, 1, D_FF, share_embeddings=True)
+    assert shared.src_embed.embedding.weight is shared.tgt_embed.embedding.weight is shared.generator.weight
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(Transformer(12, 12, D_MODEL, HEADS, 1, 1, D_FF)) - count(shared) == 12 * D_MODEL
+    shared(torch.randint(0, 12, (2, 4)), torch.randint(0, 12, (2, 3))).sum().backward()
+    grad = shared.src_embed.embedding.weight.grad
+    assert grad is shared.generator.weight.grad and grad[:, 0].abs().sum() > 0
+    with pytest.raises(ValueError, match="src_vocab_size must be equal to tgt_vocab_size"):
+        Transformer(12, 14, D_MODEL, HEADS, 1, 1, D_FF, share_embeddings=True)
+
+
 def test_stack_matrices_start_xavier_uniform():
     model = Transformer(12, 14, 64, 4, 2, 2, 128)
     for name, p in list(model.encoder.named_parameters()) + list(model.decoder.named_parameters()):
