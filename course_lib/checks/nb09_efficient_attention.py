@@ -95,3 +95,20 @@ def check_linear_attention(linear_attention: Callable[..., Tensor]) -> None:
     q, k, v = qkv(2, 3, 7, 4, 5, seed=13)
     check_close(linear_attention(q, k, v), reference(q, k, v, eps=0.0),
                 "linear_attention(q, k, v) with 3 queries and 7 keys (d_k = 4, d_v = 5)", atol=1e-5)
+    _check_no_score_matrix(linear_attention)
+
+
+def _check_no_score_matrix(linear_attention: Callable[..., Tensor], seq: int = 1024, d: int = 8) -> None:
+    """The contract's "do not build a (seq_q, seq_k) matrix", measured: the peak of torch's CPU
+    allocations during one call stays under a quarter of one such matrix (right answers, causal
+    ones included, hold about (seq, d_k, d_v), 16x less at these sizes)."""
+    q, k, v = qkv(1, seq, seq, d, d, seed=14)
+    matrix = seq * seq * q.element_size()
+    for causal in (False, True):
+        peak = efficient.peak_memory(lambda: linear_attention(q, k, v, causal=causal), "cpu")
+        if peak > matrix / 4:
+            raise CheckFailed(
+                f"linear_attention(q, k, v{', causal=True' if causal else ''}) with seq = {seq} held "
+                f"{peak / 2**20:.1f} MiB at its peak, while one (seq_q, seq_k) matrix is {matrix / 2**20:.1f} MiB: "
+                "the contract asks you not to build it. Compute phi(k)^T v first, a (d_k, d_v) matrix"
+                + (" (running sums with cumsum when causal)" if causal else "") + ", then apply phi(q) to it")

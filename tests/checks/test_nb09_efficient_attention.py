@@ -66,6 +66,13 @@ def linear(phi_q=None, phi_k=None, normalize=True, causal_numerator=True, causal
     return student
 
 
+def quadratic_linear_attention(q, k, v, causal=False):
+    """The right values through the (seq_q, seq_k) kernel matrix, which the contract forbids."""
+    a = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-2, -1)
+    a = a.tril() if causal else a
+    return (a @ v) / a.sum(-1, keepdim=True)
+
+
 @pytest.mark.parametrize("student", [linear_attention, linear()], ids=["course_lib", "student"])
 def test_linear_attention_check_accepts_a_right_attention(student):
     checks.check_linear_attention(student)
@@ -86,6 +93,7 @@ def test_linear_attention_check_accepts_a_right_attention(student):
         q, k, v, torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None)[0],
      "this is softmax attention"),
     (lambda q, k, v, causal=False: None, "forget to `return`"),
+    (quadratic_linear_attention, "not to build it"),
 ])
 def test_linear_attention_check_names_the_mistake(fails_with, student, fragment):
     fails_with(checks.check_linear_attention, student, fragment)

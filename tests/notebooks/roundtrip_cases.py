@@ -169,6 +169,8 @@ WRONG_SUBMISSIONS = {
              "return numerator", frozenset({"test_linear_attention"})),
         Case("causal ignored in linear attention", "linear_attention", "if causal:",
              "if False:", frozenset({"test_linear_attention"})),
+        Case("the (seq_q, seq_k) matrix built", "linear_attention", "numerator = phi_q @ state",
+             "numerator = (phi_q @ phi_k.transpose(-2, -1)) @ v", frozenset({"test_linear_attention"})),
         Case("wrong quiz answer", "quiz_exact", "quiz_exact = 3", "quiz_exact = 1",
              frozenset({"test_quiz_exact"})),
     ],
