@@ -210,7 +210,8 @@ def train_step(model: nn.Module, batch: Batch | LMBatch, loss_fn: Callable[[Tens
     _check_training(model, loss_fn, optimizer)
     _check_batch("batch", batch)
     check_number("max_norm", max_norm, 0.0, low_open=True, optional=True)
-    model.train()
+    if not model.training:  # a submodule put in eval mode on purpose (a frozen part) stays so
+        model.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast(batch[0].device if isinstance(batch, tuple) else batch.src.device, amp):
         logits, target, pad_id = _logits_and_targets(model, batch)

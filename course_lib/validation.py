@@ -121,10 +121,11 @@ def check_tensor(name: str, value: object, shape: str | None = None, dtype: str 
     (``d_model=8``); the message then reads "(batch, seq, d_model=8)".
     """
     dims = shape.split() if shape else []
-    words = _DTYPES[dtype][1] if dtype else "a tensor"
-    expected = words + (f" of shape {_shape_text(dims, sizes)}" if shape else "")
-    check_type(name, value, Tensor, expected)
-    check(dtype is None or _DTYPES[dtype][0](value.dtype), name, expected, value)
+    # Models call this on every forward pass: the message is only worded when it is needed.
+    if not isinstance(value, Tensor) or (dtype is not None and not _DTYPES[dtype][0](value.dtype)):
+        expected = (_DTYPES[dtype][1] if dtype else "a tensor") + (
+            f" of shape {_shape_text(dims, sizes)}" if shape else "")
+        check(False, name, expected, value, ValueError if isinstance(value, Tensor) else TypeError)
     if not shape:
         return
     fixed = dims[1:] if dims[0] == "..." else dims
