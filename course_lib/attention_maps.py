@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .gpt import CausalSelfAttention
 from .multihead import MultiHeadAttention, split_heads
-from .validation import check_type
+from .validation import check_tensor, check_type
 
 
 def attention_maps(model: nn.Module, *args, **kwargs) -> dict[str, Tensor]:
@@ -84,3 +84,45 @@ def layer_head_grid(maps: dict[str, Tensor], stack: str, kind: str, example: int
         raise ValueError(f"stack and kind must name maps in maps (a name starting with {stack!r} and "
                          f"ending in {kind!r}); the names are {list(maps)}")
     return torch.stack(chosen)
+
+
+def head_patterns(maps: dict[str, Tensor], stack: str, kind: str, token_ids: Tensor, attention_mask: Tensor,
+                  targets: dict[str, int]) -> dict[str, Tensor]:
+    """What each head attends to, measured as Clark et al. (2019) do for BERT, over a batch
+    (introduced in notebook 07_bert).
+
+    maps: what ``attention_maps`` returned for ``token_ids`` (batch, seq) with ``attention_mask``
+    (batch, seq), 1 or True at real tokens, padding on the right; ``stack`` and ``kind`` choose
+    the layers as in ``layer_head_grid``; ``targets`` names token ids whose share of attention to
+    measure, e.g. ``{"[CLS]": 101, "[SEP]": 102}``. Returns {measure: (layers, heads)}, each the
+    mean over the batch's real query tokens of: the weight on the previous token ("previous"),
+    on the next token ("next"), on the token itself ("itself"), on the tokens of each target
+    (its name), and the entropy of the query's weights in nats ("entropy": 0 when a head
+    looks at one token, ln n when it spreads over n). Queries with no previous (no next) token
+    do not count for "previous" ("next").
+    """
+    check_type("maps", maps, dict, "the dict that attention_maps returns")
+    check_tensor("token_ids", token_ids, "batch seq", "integer")
+    check_tensor("attention_mask", attention_mask, "batch seq", batch=token_ids.shape[0], seq=token_ids.shape[1])
+    check_type("targets", targets, dict, "a dict {name: token id}")
+    chosen = [w for name, w in maps.items() if name.startswith(stack) and name.rsplit(".", 1)[-1] == kind]
+    if not chosen:
+        raise ValueError(f"stack and kind must name maps in maps (a name starting with {stack!r} and "
+                         f"ending in {kind!r}); the names are {list(maps)}")
+    w = torch.stack(chosen).transpose(1, 2).double()  # (layers, heads, batch, seq_q, seq_k)
+    if w.shape[2:] != (*token_ids.shape, token_ids.shape[1]):
+        raise ValueError(f"maps must be the attention of token_ids, (batch, heads, seq, seq) with (batch, seq) = "
+                         f"{tuple(token_ids.shape)}, got {tuple(chosen[0].shape)}")
+    real = attention_mask.bool().cpu()
+    ids = token_ids.cpu()
+
+    def mean(values: Tensor, valid: Tensor) -> Tensor:  # values (layers, heads, batch, n) over valid (batch, n)
+        return (values * valid).sum((-2, -1)) / valid.sum().clamp(min=1)
+
+    both = real[:, 1:] & real[:, :-1]  # query and its neighbour are real tokens
+    out = {"previous": mean(w.diagonal(-1, -2, -1), both), "next": mean(w.diagonal(1, -2, -1), both),
+           "itself": mean(w.diagonal(0, -2, -1), real)}
+    for name, token in targets.items():
+        out[name] = mean((w * (ids == token)[:, None, :]).sum(-1), real)
+    out["entropy"] = mean(-(w * w.clamp(min=1e-30).log()).sum(-1), real)
+    return {name: value.float() for name, value in out.items()}

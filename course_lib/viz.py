@@ -48,17 +48,18 @@ def plot_heads(weights: torch.Tensor, tokens: Sequence[str], title: str = "") ->
 
 
 def plot_layer_heads(weights: torch.Tensor, queries: Sequence[str], keys: Sequence[str] | None = None,
-                     title: str = "") -> plt.Figure:
+                     title: str = "", panel: float | None = None) -> plt.Figure:
     """A grid of heatmaps, one row per layer and one column per head, of (layers, heads, seq_q,
     seq_k) attention weights (``course_lib.attention_maps.layer_head_grid`` gives them), with a
-    shared colour bar (introduced in notebook 06_training)."""
+    shared colour bar; ``panel``: inches per heatmap (default from the length), smaller for
+    a pretrained model's many heads (introduced in notebook 06_training)."""
     keys = queries if keys is None else keys
     weights = weights.detach().float().cpu()
     if weights.dim() != 4 or weights.shape[2:] != (len(queries), len(keys)):
         raise ValueError(f"weights should be (layers, heads, seq_q={len(queries)}, seq_k={len(keys)}), "
                          f"got {tuple(weights.shape)}")
     layers, heads = weights.shape[:2]
-    size = 0.17 * max(len(queries), len(keys)) + 1.0
+    size = panel or 0.17 * max(len(queries), len(keys)) + 1.0
     fig, axes = plt.subplots(layers, heads, figsize=(size * heads + 1.0, size * layers + 0.6), squeeze=False,
                              constrained_layout=True)
     for (layer, head), ax in zip([(i, j) for i in range(layers) for j in range(heads)], axes.flat):

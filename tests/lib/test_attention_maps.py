@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from course_lib.attention import causal_mask, padding_mask
-from course_lib.attention_maps import attention_maps, layer_head_grid
+from course_lib.attention_maps import attention_maps, head_patterns, layer_head_grid
 from course_lib.decoder import Transformer
 from course_lib.encoder import Encoder
 from course_lib.gpt import GPT, GPTConfig
@@ -95,6 +95,64 @@ def test_gpt_maps_with_and_without_the_cache(fast):
     for name, weights in step.items():
         assert weights.shape == (2, 4, 1, 6)
         torch.testing.assert_close(weights, maps[name][:, :, 5:], **TOL)
+
+
+def patterns_by_loops(grid, ids, real, targets):
+    """Clark et al.'s measures with one loop per head, example and query, in float64."""
+    layers, heads = grid.shape[:2]
+    out = {name: torch.zeros(layers, heads, dtype=torch.float64) for name in ["previous", "next", "itself",
+                                                                              *targets, "entropy"]}
+    for layer in range(layers):
+        for head in range(heads):
+            sums = dict.fromkeys(out, 0.0)
+            counts = dict.fromkeys(out, 0)
+            for b in range(ids.shape[0]):
+                n = int(real[b].sum())
+                for q in range(n):
+                    row = grid[layer, head, b, q].double()
+                    for name, value in [("itself", row[q]), ("entropy", -sum(p * math.log(p) for p in row if p > 0)),
+                                        *[(t, row[ids[b] == i].sum()) for t, i in targets.items()]]:
+                        sums[name] += float(value)
+                        counts[name] += 1
+                    if q > 0:
+                        sums["previous"] += float(row[q - 1])
+                        counts["previous"] += 1
+                    if q < n - 1:
+                        sums["next"] += float(row[q + 1])
+                        counts["next"] += 1
+            for name in out:
+                out[name][layer, head] = sums[name] / counts[name]
+    return out
+
+
+def test_head_patterns_equal_the_loops_over_heads_examples_and_queries():
+    torch.manual_seed(0)
+    encoder = Encoder(2, d_model=16, num_heads=4, d_ff=32)
+    ids = torch.tensor([[1, 5, 3, 7, 2, 9, 2], [1, 4, 8, 2, 0, 0, 0]])  # 1 opens, 2 closes a segment, 0 pads
+    real = ids != 0
+    maps = attention_maps(encoder, torch.randn(2, 7, 16), padding_mask(ids, 0))
+    measured = head_patterns(maps, "layers", "self_attn", ids, real.long(), {"[CLS]": 1, "[SEP]": 2})
+    grid = torch.stack([maps[f"layers.{i}.self_attn"] for i in range(2)]).transpose(1, 2)
+    expected = patterns_by_loops(grid, ids, real, {"[CLS]": 1, "[SEP]": 2})
+    assert measured.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(measured[name].double(), expected[name], atol=1e-6, rtol=0, msg=name)
+
+
+def test_head_patterns_of_ideal_heads():
+    """A head that looks only at the previous token scores 1 there and entropy 0; a uniform one ln n."""
+    n = 5
+    previous = torch.zeros(1, 2, n, n)
+    previous[0, 0, 0, 0] = 1.0
+    previous[0, 0, torch.arange(1, n), torch.arange(n - 1)] = 1.0
+    previous[0, 1] = 1.0 / n
+    ids = torch.arange(n).unsqueeze(0)
+    out = head_patterns({"attn": previous}, "", "attn", ids, torch.ones(1, n), {"first": 0})
+    assert out["previous"][0].tolist() == pytest.approx([1.0, 1.0 / n])
+    assert out["entropy"][0].tolist() == pytest.approx([0.0, math.log(n)], abs=1e-6)
+    assert out["first"][0].tolist() == pytest.approx([2.0 / n, 1.0 / n])  # queries 0 and 1 look at token 0
+    with pytest.raises(ValueError, match="attention of token_ids"):
+        head_patterns({"attn": previous}, "", "attn", torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3), {})
 
 
 def test_bad_inputs_say_what_is_wrong():

@@ -349,6 +349,11 @@ BAD_CALLS = [
     # --- attention_maps ---
     B("attention_maps:attention_maps", lambda: attention_maps.attention_maps("not a model", f(1, 2, 4)), "model"),
     B("attention_maps:layer_head_grid", lambda: attention_maps.layer_head_grid([], "encoder", "self_attn"), "maps"),
+    B("attention_maps:head_patterns", lambda: attention_maps.head_patterns(
+        {"attn": f(1, 2, 3, 3)}, "", "attn", f(1, 3), torch.ones(1, 3), {}), "token_ids"),
+    B("attention_maps:head_patterns", lambda: attention_maps.head_patterns(
+        {"attn": f(1, 2, 3, 3)}, "", "attn", torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 4), {}),
+      "attention_mask"),
     B("attention_maps:layer_head_grid", lambda: attention_maps.layer_head_grid({}, "encoder", "self_attn"),
       "stack and kind"),
     # --- efficient ---
