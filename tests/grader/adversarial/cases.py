@@ -193,9 +193,9 @@ for _ in range(5):
         finally:
             os._exit(0)
     children.append(pid)
-# Well inside the cell's time limit (8 s), and the children go whatever happens: a loop that
+# Inside the cell's time limit (8 s), and the children go whatever happens: a loop that
 # outlived the limit left them holding the memory while the kernel was interrupted.
-held, died, deadline = 0, False, time.time() + 5
+held, died, deadline = 0, False, time.time() + 7
 try:
     while held < 5 and not died and time.time() < deadline:
         if select.select([ready_r], [], [], 0.1)[0]:
