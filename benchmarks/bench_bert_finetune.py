@@ -50,10 +50,8 @@ def run(cells: list[str], profile: str, changes: dict, quiet: bool = True) -> di
     with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
         for source in cells:
             exec(compile(source, f"{NOTEBOOK.name} (cell tagged {TAG})", "exec"), namespace)
-            if "settings = pick(" in source:  # the settings cell just ran: change them, draw the reviews again
+            if "settings = pick(" in source:  # the settings cell just ran: the next one draws the reviews
                 namespace["settings"].update(changes)
-                exec("train = data.train.sample(settings['train'] or len(data.train), seed=0)\n"
-                     "test = data.test.sample(settings['test'] or len(data.test), seed=0)", namespace)
     import matplotlib.pyplot as plt
     plt.close("all")
     return namespace
