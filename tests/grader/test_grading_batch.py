@@ -1,7 +1,7 @@
 """``course grade`` on one shared scratch course: the adversarial suite, parallel = sequential,
 idempotent re-grading, feedback and the report.
 
-One sandboxed batch (2 workers, 8 s per cell) grades every submission of
+One sandboxed batch (2 workers, CELL_TIMEOUT seconds per cell) grades every submission of
 tests/grader/adversarial/cases.py next to an ordinary one ("victim", whose folder the escape
 case attacks) and correct ones filed under awkward folder names; each case must get exactly
 its expected score and report status. A second, small course then grades a subset
@@ -26,11 +26,11 @@ from course_grader.kernel import cgroup
 from course_grader.markers import HIDDEN_REGION
 from course_grader.venv import venv_env
 
-from adversarial.cases import ASSIGNMENT, CASES, FOLDERS, MAX, Context
+from adversarial.cases import ASSIGNMENT, CASES, CELL_TIMEOUT, FOLDERS, MAX, Context
 from grading_course import ROOT, answers, course, filled, grades, latest_report, make_course, released, submit
 
 OTHER = "02_multi_head_attention"
-TIMEOUT = "8"
+TIMEOUT = str(CELL_TIMEOUT)
 VICTIM = "victim"
 
 
