@@ -91,15 +91,16 @@ def student_error(error: Exception, hint: str = "") -> CheckFailed:
 
 
 @contextmanager
-def on_error(hint: str, types: tuple[type[Exception], ...] = (RuntimeError,)) -> Iterator[None]:
-    """An error of ``types`` that the student's code raises inside the block is reported with
-    ``hint``, the mistake that typically causes it (other errors without it)."""
+def on_error(hint: str, types: tuple[type[Exception], ...] = (RuntimeError,), says: str = "") -> Iterator[None]:
+    """An error of ``types`` (whose text contains ``says``, where given) that the student's code
+    raises inside the block is reported with ``hint``, the mistake that typically causes it; any
+    other error without it."""
     try:
         yield
     except CheckFailed:
         raise
     except types as error:
-        raise student_error(error, hint) from None
+        raise student_error(error, hint if says in str(error) else "") from None
 
 
 # --- calls to the exercise's own reference ------------------------------------------------------
@@ -250,10 +251,13 @@ def first_difference(actual: Tensor, expected: Tensor, atol: float) -> str:
 
 
 def check_close(actual, expected: Tensor, what: str, mistakes: dict[str, Tensor] | None = None,
-                atol: float = 1e-5) -> None:
+                atol: float = 1e-5, broken: dict[str, Callable[[Tensor], bool]] | None = None) -> None:
     """Raise CheckFailed unless ``actual`` is a tensor equal to ``expected``.
 
-    ``mistakes`` maps a message to the value that the mistake it names would produce.
+    ``mistakes`` maps a message to the value that the mistake it names would produce; ``broken``
+    maps a message to a test that is true when an answer of the right shape breaks the property
+    the message states (rows that sum to 1, -inf where masked): it names a whole family of
+    mistakes that no single wrong value stands for.
     """
     if not isinstance(actual, Tensor):
         raise CheckFailed(f"{what} should be a torch.Tensor, got {type(actual).__name__}"
@@ -264,11 +268,19 @@ def check_close(actual, expected: Tensor, what: str, mistakes: dict[str, Tensor]
     if actual.shape != expected.shape:
         raise CheckFailed(f"{what} should have shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
     if torch.isnan(actual).any() and not torch.isnan(expected).any():
-        raise CheckFailed(f"{what} contains NaN: a row where everything is masked out? "
-                          "softmax of all -inf is NaN")
+        raise CheckFailed(f"{what} contains NaN where no value should be: a division by zero (a sum or a "
+                          "normalizer that is 0), or a softmax over a row that is all -inf")
     if not is_close(actual, expected, atol):
+        for message, breaks in (broken or {}).items():
+            if breaks(actual.detach()):
+                raise CheckFailed(f"{what} is not right: {message}")
         raise CheckFailed(f"{what} has the right shape but wrong values, first "
                           f"{first_difference(actual, expected, atol)}")
+
+
+def not_distributions(x: Tensor) -> bool:
+    """True unless every row over the last axis is a probability distribution (>= 0, sums to 1)."""
+    return bool((x < 0).any() or not torch.allclose(x.sum(-1), torch.ones(()), atol=1e-4))
 
 
 def check_choice(answer, options: tuple[int, ...], name: str = "answer") -> None:

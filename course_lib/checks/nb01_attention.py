@@ -4,14 +4,18 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..attention import scaled_dot_product_attention
-from .engine import CheckFailed, check_close, exercise, on_error, qkv, random_mask
+from .engine import CheckFailed, check_close, exercise, not_distributions, on_error, qkv, random_mask
 
-_LAST_TWO_AXES = ("transpose the last two axes, k.transpose(-2, -1): on batched inputs k.T reverses every "
-                  "axis and k.transpose(1, 2) picks the wrong ones when there is a heads axis")
+_LAST_TWO_AXES = ("the scores are a matrix product of q (..., seq_q, d_k) with k transposed on its last two "
+                  "axes, k.transpose(-2, -1) (..., d_k, seq_k): on batched inputs k.T reverses every axis and "
+                  "k.transpose(1, 2) picks the wrong ones when there is a heads axis")
+_SHAPES = ("follow the shapes: scores = q (..., seq_q, d_k) @ k.transpose(-2, -1) (..., d_k, seq_k), "
+           "weights (..., seq_q, seq_k) @ v (..., seq_k, d_v) -> output (..., seq_q, d_v)")
 _BROADCAST = ("the mask may have size-1 axes that broadcast, (batch, 1, seq_k) or (batch, 1, seq_q, seq_k): "
               "use scores.masked_fill(~mask, float('-inf')), which broadcasts; scores[~mask] does not")
 
@@ -40,12 +44,12 @@ def check_scaled_softmax(scaled_softmax: Callable[[Tensor, int], Tensor]) -> Non
         d_k = q.shape[-1]
         scores = q @ k.transpose(-2, -1)
         scaled = scores / math.sqrt(d_k)
+        axes = ("batch", "queries") if heads is None else ("batch", "heads", "queries")
+        wrong_axes = {f"softmax over the wrong axis, dim={dim} (the {axis} axis): each query's weights over the "
+                      "keys must sum to 1, so the softmax runs over the last axis, dim=-1": scaled.softmax(dim)
+                      for dim, axis in enumerate(axes)}
         check_close(scaled_softmax(scores.clone(), d_k), scaled.softmax(-1),
-                    f"scaled_softmax(scores, d_k={d_k}){where}", {
-            "softmax over the wrong axis: each query's weights over the keys must sum to 1 (dim=-1)":
-                scaled.softmax(-2),
-            "softmax over dim=1, the heads axis of 4-D scores: the keys are the last axis, dim=-1":
-                scaled.softmax(1),
+                    f"scaled_softmax(scores, d_k={d_k}){where}", wrong_axes | {
             "missing the 1/sqrt(d_k) scaling before the softmax": scores.softmax(-1),
             "divided by d_k instead of sqrt(d_k)": (scores / d_k).softmax(-1),
             "scaled by the number of keys (scores.shape[-1]); use the d_k argument: scores / math.sqrt(d_k)":
@@ -53,7 +57,8 @@ def check_scaled_softmax(scaled_softmax: Callable[[Tensor, int], Tensor]) -> Non
             "scaled after the softmax; divide the scores by sqrt(d_k) first": scores.softmax(-1) / math.sqrt(d_k),
             "multiplied by sqrt(d_k); divide the scores by it": (scores * math.sqrt(d_k)).softmax(-1),
             "the softmax is missing": scaled,
-        })
+        }, broken={"each query's weights over the keys must be >= 0 and sum to 1: that is what a softmax "
+                   "over the last axis (dim=-1) gives": not_distributions})
 
 
 @exercise()
@@ -72,6 +77,12 @@ def check_apply_mask(apply_mask: Callable[[Tensor, Tensor], Tensor]) -> None:
                 scores.masked_fill(~mask, 0.0),
             "the softmax belongs to the next step; return the masked scores":
                 scores.masked_fill(~mask, float("-inf")).softmax(-1),
+        }, broken={
+            "the masked scores must become -inf (exp(-inf) = 0); a finite fill still gives those keys weight":
+                lambda out: bool((out.expand_as(scores)[~mask.expand_as(scores)] > -1e4).any()),
+            "the scores where the mask is True must stay as they are":
+                lambda out: not torch.equal(out.expand_as(scores)[mask.expand_as(scores)],
+                                            scores[mask.expand_as(scores)]),
         })
 
 
@@ -86,13 +97,16 @@ def check_attention(attention: Callable[..., tuple[Tensor, Tensor]]) -> None:
               " with a heads axis and a (batch, 1, seq_q, seq_k) mask")]
     for q, k, v, m, where in cases:
         d_k = q.shape[-1]
-        with on_error(_LAST_TWO_AXES if m is None else f"{_LAST_TWO_AXES}; {_BROADCAST}", (RuntimeError, IndexError)):
+        with on_error(_SHAPES if m is None else f"{_SHAPES}; {_BROADCAST}", (RuntimeError, IndexError)):
             result = attention(q.clone(), k.clone(), v.clone(), mask=None if m is None else m.clone())
         if not (isinstance(result, tuple) and len(result) == 2):
             raise CheckFailed(f"attention(q, k, v, mask){where} should return a tuple (output, weights)"
                               + (" (did you forget to `return` it?)" if result is None else ""))
         out, weights = result
         exp_out, exp_w = scaled_dot_product_attention(q, k, v, m)
+        if all(isinstance(t, Tensor) for t in result) and (out.shape, weights.shape) == (exp_w.shape, exp_out.shape):
+            raise CheckFailed(f"attention(q, k, v, mask){where} returned (weights, output): "
+                              "the contract's order is (output, weights)")
         scores = q @ k.transpose(-2, -1)
         fill = (lambda s: s) if m is None else (lambda s: s.masked_fill(~m, float("-inf")))
         wrong_w = {

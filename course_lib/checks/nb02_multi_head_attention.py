@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..attention import scaled_dot_product_attention
 from ..multihead import MultiHeadAttention, merge_heads, split_heads, to_torch_attention
-from .engine import CheckFailed, check_close, exercise, random_mask, require_attributes
+from .engine import CheckFailed, check_close, exercise, on_error, random_mask, require_attributes
 
 
 @exercise(forbid={"course_lib.multihead.split_heads": split_heads})
@@ -29,7 +29,10 @@ def check_split_heads(split: Callable[[Tensor, int], Tensor]) -> None:
 def check_merge_heads(merge: Callable[[Tensor], Tensor]) -> None:
     """Notebook 02: ``merge_heads(x)``: (batch, heads, seq, d_head) -> (batch, seq, heads * d_head)."""
     x = torch.randn(2, 4, 3, 2, generator=torch.Generator().manual_seed(3))
-    check_close(merge(x.clone()), merge_heads(x), "merge_heads(x)", {
+    with on_error("after transpose(1, 2) the tensor is not contiguous in memory, so .view cannot merge its "
+                  "last two axes: use .reshape (or .contiguous().view)", says="view size is not compatible"):
+        merged = merge(x.clone())
+    check_close(merged, merge_heads(x), "merge_heads(x)", {
         "heads merged in the wrong order: transpose(1, 2) back to (batch, seq, heads, d_head) "
         "before reshaping to (batch, seq, d_model)": x.reshape(2, 3, 8),
         "the heads are interleaved: head h must come back as the contiguous features "

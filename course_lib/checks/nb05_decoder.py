@@ -114,6 +114,13 @@ def _next_token_leak(x: Tensor) -> Tensor:
     return x + torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
 
 
+def _late_leak(x: Tensor) -> Tensor:
+    """Only the last-but-one output reads the last input; position 0 is causal."""
+    out = x.clone()
+    out[:, -2] = out[:, -2] + x[:, -1]
+    return out
+
+
 def _middle_leak(x: Tensor) -> Tensor:
     """Output 0 also reads x[2]; everything else is the identity."""
     out = x.clone()
@@ -137,6 +144,8 @@ def check_is_causal(is_causal: Callable[..., bool]) -> None:
          "compare the outputs at positions 0..t, t included, for every t up to seq - 2"),
         (_middle_leak, False, "is_causal missed a leak from position 2 into position 0: change every "
          "input after t, not only the last one"),
+        (_late_leak, False, "is_causal missed a leak into position seq - 2 only (position 0 ignores the "
+         "future): test every t from 0 to seq - 2, not only t = 0"),
     ]
     for fn, expected, message in cases:
         before = x.clone()

@@ -40,6 +40,8 @@ def _smoothing_variants(logits: Tensor, target: Tensor, smoothing: float, pad_id
             no_share[keep].mean(),
         "use log-probabilities (log_softmax of the logits), not the raw logits":
             -((((1 - smoothing) * one_hot + smoothing / vocab) * logits).sum(-1))[keep].mean(),
+        "use log-probabilities (log_softmax), not probabilities (softmax): the loss is -sum q log p":
+            -((((1 - smoothing) * one_hot + smoothing / vocab) * logits.softmax(-1)).sum(-1))[keep].mean(),
         "log_softmax over the wrong axis: normalise over the vocabulary (dim=-1)":
             -((((1 - smoothing) * one_hot + smoothing / vocab) * logits.log_softmax(0)).sum(-1))[keep].mean(),
     }
@@ -87,7 +89,7 @@ def check_rate(rate: Callable[[int, int, int], float]) -> None:
         at_zero = rate(0, 512, 4000)
     except ZeroDivisionError:
         raise CheckFailed("rate(0, ...) divides by zero: read step 0 as step 1 (step = max(step, 1))") from None
-    wrong = []
+    results = []
     for step, d_model, warmup in ((0, 512, 4000), (1, 512, 4000), (100, 512, 4000), (4000, 512, 4000),
                                   (9000, 512, 4000), (30, 64, 50), (500, 64, 50)):
         expected = d_model ** -0.5 * min(max(step, 1) ** -0.5, max(step, 1) * warmup ** -1.5)
@@ -98,17 +100,19 @@ def check_rate(rate: Callable[[int, int, int], float]) -> None:
         if not isinstance(got, (int, float)):
             raise CheckFailed(f"{what} should be a float, got {type(got).__name__}"
                               + (" (did you forget to `return` it?)" if got is None else ""))
-        if not math.isclose(got, expected, rel_tol=1e-6):
-            wrong.append((what, got, expected, (step, d_model, warmup)))
+        results.append((what, got, expected, (step, d_model, warmup)))
+    wrong = [r for r in results if not math.isclose(r[1], r[2], rel_tol=1e-6)]
     steps = [w for w in wrong if w[3][0] != 0]
     if not wrong:
         return
     if not steps:
         what, got, expected, _ = wrong[0]
         raise CheckFailed(f"{what} = {got:.3g}: step 0 should give the same rate as step 1 ({expected:.3g})")
-    # Name a mistake only where it explains every wrong value, and only one does.
+    # Name a mistake only where it gives every value the answer gave (the right ones too: two
+    # mistakes can agree on the warm-up steps and differ after them), and only one does.
     named = [m for m in _rate_variants(1, 1, 1)
-             if all(math.isclose(got, _rate_variants(*case)[m], rel_tol=1e-6) for _, got, _, case in steps)]
+             if all(math.isclose(got, _rate_variants(*case)[m], rel_tol=1e-6)
+                    for _, got, _, case in results if case[0] != 0)]
     what, got, expected, _ = steps[0]
     if len(named) == 1:
         raise CheckFailed(f"{what} is not right: {named[0]}")

@@ -10,7 +10,7 @@ from .. import sampling
 from ..attention import scaled_dot_product_attention
 from ..gpt import CausalSelfAttention
 from ..multihead import merge_heads, split_heads
-from .engine import CheckFailed, check_close, exercise, on_error
+from .engine import CheckFailed, check_close, exercise, not_distributions, on_error
 
 
 def _logits(batch: int = 3, vocab: int = 12, seed: int = 8, scale: float = 2.0) -> Tensor:
@@ -40,11 +40,17 @@ def check_next_token_probs(next_token_probs: Callable[..., Tensor]) -> None:
         "you kept the k smallest logits; top-k keeps the k largest":
             _keep(logits / t, logits <= kth_smallest).softmax(-1),
         f"you kept {k + 1} tokens; keep exactly the top {k}": top_k_filter(logits / t, k + 1).softmax(-1),
+        f"you kept {k - 1} tokens, the k-th largest logit removed too: remove only the logits < the k-th "
+        "largest (not <=)": top_k_filter(logits / t, k - 1).softmax(-1),
         "probabilities zeroed after the softmax do not sum to 1: put -inf on the removed logits "
         "before the softmax": (logits / t).softmax(-1) * torch.isfinite(top_k_filter(logits, k)),
         "top-k is missing: only the k most probable tokens may keep probability": (logits / t).softmax(-1),
         "the temperature is applied after the softmax; divide the logits by it, then take the softmax":
             top_k_filter(logits, k).softmax(-1) / t,
+    }, broken={
+        "the tokens outside the top k still get probability: give their logits -inf (not 0 or a finite "
+        "number) before the softmax, so that exp makes them 0": lambda p: bool((p[expected == 0] != 0).any()),
+        "each row must be a probability distribution over the vocabulary (>= 0, sums to 1)": not_distributions,
     })
     tied = torch.tensor([[2.0, 5.0, 5.0, 1.0], [3.0, 1.0, 3.0, 3.0]])
     check_close(next_token_probs(tied.clone(), 1.0, 1), top_k_filter(tied, 1).softmax(-1),
@@ -90,6 +96,8 @@ def check_top_p_filter(top_p_filter: Callable[[Tensor, float], Tensor]) -> None:
             logits.masked_fill(torch.isinf(expected), 0.0),
         "the probabilities must come from a softmax over each row (the last axis), not over the batch":
             unsort(sorted_logits.softmax(0).cumsum(-1) - sorted_logits.softmax(0) >= p),
+        "the running total must add up probabilities (softmax of the sorted logits), not the logits":
+            unsort(sorted_logits.cumsum(-1) - sorted_logits >= p),
     })
     top1 = reference(logits, 1e-4)
     check_close(top_p_filter(logits.clone(), 1e-4), top1, "top_p_filter(logits, 0.0001)", {

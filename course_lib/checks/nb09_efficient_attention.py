@@ -42,6 +42,10 @@ def check_sliding_window_mask(sliding_window_mask: Callable[..., Tensor]) -> Non
                 "with causal=False the window reaches both ways: |i - j| <= window, past and future":
                     band(window) & past,
                 "the diagonal is missing: every query may attend to itself (i == j)": expected & (offset != 0),
+                "the distance is |i - j|: without abs() every key before the query counts as inside the window":
+                    (offset <= window) & keep,
+                "the distance is |i - j|: without abs() every key after the query counts as inside the window":
+                    (-offset <= window) & keep,
             })
 
 
