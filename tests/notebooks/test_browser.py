@@ -8,8 +8,9 @@ written. Debian's chromium, driven by Playwright, then does what a person would 
 - student: open a released notebook, Run All (it stops at the first exercise with
   NotImplementedError), type the first exercise's answer into its cell, re-run it and see its
   visible test pass, press nbgrader's Validate button and read the verdict;
-- a copy of each solution notebook runs all cells with no error, figures render as images and
-  widgets as widgets; a scratch notebook shows that tqdm.auto progress bars render as widgets;
+- a copy of each solution notebook runs all cells with no error, the architecture figures its
+  text embeds load, figures render as images and widgets as widgets; a scratch notebook shows
+  that tqdm.auto progress bars render as widgets;
 - instructor: nbgrader's formgrader opens from the Nbgrader menu and lists the assignments.
 
 Screenshots of each step go to test-artifacts/browser/ (printed at the end of the run).
@@ -17,8 +18,9 @@ Without Playwright or a chromium at $CHROMIUM (default /usr/bin/chromium) the te
 say so. Only loopback traffic is allowed: the browser aborts any other request and the test
 fails if one was attempted.
 
-Each notebook costs about a minute here (2 cores), so by default only the first assignment
-is driven through the student and solution steps; BROWSER_NOTEBOOKS=all drives every one,
+Each notebook costs about a minute here (2 cores), so by default one assignment is driven
+through each: 01 through the student's steps, 02 (an architecture figure and a view of every
+head) through the solution's; BROWSER_NOTEBOOKS=all drives every one through both,
 BROWSER_NOTEBOOKS=03,05 those whose names start with 03 or 05.
 """
 from __future__ import annotations
@@ -58,17 +60,15 @@ def _assignments(folder: str) -> list[str]:
     return sorted(p.parent.name for p in (ROOT / folder).glob("[0-9]*/*.ipynb") if p.stem == p.parent.name)
 
 
-def _chosen(assignments: list[str]) -> list[str]:
+def _chosen(assignments: list[str], default: str) -> list[str]:
     wanted = os.environ.get("BROWSER_NOTEBOOKS", "")
     if wanted == "all":
         return assignments
-    if wanted:
-        return [a for a in assignments if a.startswith(tuple(wanted.split(",")))]
-    return assignments[:1]
+    return [a for a in assignments if a.startswith(tuple((wanted or default).split(",")))]
 
 
-SOLUTIONS = _chosen(_assignments("solutions"))
-RELEASED = _chosen([a for a in _assignments("notebooks") if (ROOT / "solutions" / a).is_dir()])
+SOLUTIONS = _chosen(_assignments("solutions"), default="02")
+RELEASED = _chosen([a for a in _assignments("notebooks") if (ROOT / "solutions" / a).is_dir()], default="01")
 
 
 # ---------------------------------------------------------------- the server, as `make lab` starts it
@@ -376,6 +376,14 @@ def test_solution_runs_and_renders(assignment, lab, page, artifacts):
     assert all(ran.cells[i].execution_count for i in codes), "Run All did not reach every cell"
     shot(page, artifacts, f"{name}-1-ran")
 
+    embedded = {m: i for i, c in enumerate(ran.cells) if c.cell_type == "markdown"
+                for m in re.findall(r"!\[[^]]*\]\(([^)\s]+)", c.source)}
+    assert set(embedded) == {p.name for p in folder.glob("*.png")}, "each figure beside the notebook is shown once"
+    for n, i in enumerate(embedded.values()):  # the architecture figures, loaded by Lab from beside the notebook
+        img = cell(page, i).locator(".jp-RenderedMarkdown img").first
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
+        shot(page, artifacts, f"{name}-2-architecture-{n + 1}")
     images = [i for i in codes if any("image/png" in o.get("data", {}) for o in ran.cells[i].outputs)]
     widgets = [i for i in codes if any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                                        for o in ran.cells[i].outputs)]
@@ -389,9 +397,9 @@ def test_solution_runs_and_renders(assignment, lab, page, artifacts):
         text = output_text(page, i)
         assert not re.search(r"<Figure size \d+x\d+ with \d+ Axes>|IProgress not found|HBox\(children", text), \
             f"cell {i} shows a figure or widget as text:\n{text[:500]}"
-    for n, i in enumerate((images + widgets)[:4]):  # the first figures: the attention heatmap in 01
+    for n, i in enumerate((images + widgets)[:4]):  # the first figures: in 02 the heads of a toy model
         cell(page, i).scroll_into_view_if_needed()
-        shot(page, artifacts, f"{name}-2-figure-{n + 1}")
+        shot(page, artifacts, f"{name}-3-figure-{n + 1}")
 
 
 def test_tqdm_progress_bar_is_a_widget(lab, page, artifacts):
