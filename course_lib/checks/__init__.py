@@ -7,11 +7,12 @@ the message can name the likely mistake instead of printing two tensors.
 
 Modules: ``engine`` (CheckFailed, the ``exercise`` wrapper, own_work, check_close, check_choice and the
 shared inputs), then one
-per notebook: ``nb01_attention``, ``nb02_multi_head_attention``, ``nb03_positional_encoding``,
+per notebook: ``nb00_recurrence``, ``nb01_attention``, ``nb02_multi_head_attention``, ``nb03_positional_encoding``,
 ``nb04_encoder``, ``nb05_decoder``, ``nb06_training``, ``nb07_bert``, ``nb08_gpt``,
 ``nb09_efficient_attention``.
 """
 from .engine import CheckFailed, check_choice, check_close, own_work
+from .nb00_recurrence import check_additive_scores, check_gru_step
 from .nb01_attention import check_apply_mask, check_attention, check_attention_scores, check_scaled_softmax
 from .nb02_multi_head_attention import check_merge_heads, check_multihead, check_split_heads
 from .nb03_positional_encoding import check_embed_with_positions, check_sinusoidal_encoding
@@ -24,6 +25,7 @@ from .nb09_efficient_attention import check_linear_attention, check_sliding_wind
 
 __all__ = [
     "CheckFailed", "check_choice", "check_close", "own_work",
+    "check_gru_step", "check_additive_scores",
     "check_attention_scores", "check_scaled_softmax", "check_apply_mask", "check_attention",
     "check_split_heads", "check_merge_heads", "check_multihead",
     "check_sinusoidal_encoding", "check_embed_with_positions",

@@ -22,6 +22,7 @@ from course_lib import (
     encoder,
     multihead,
     positional,
+    recurrent,
     sampling,
     training,
 )
@@ -47,6 +48,8 @@ def wrong_function(*args, **kwargs):
 
 # (check, a wrong answer, the exercise's own reference); the stub is tried on every check.
 CASES = {
+    "check_gru_step": (stub, lambda x, h, *w: h, recurrent.gru_cell),
+    "check_additive_scores": (stub, lambda q, keys, w_q, w_k, v: keys.sum(-1), recurrent.additive_scores),
     "check_attention_scores": (stub, lambda q, k: q @ k.T, None),
     "check_scaled_softmax": (stub, lambda s, d: s.softmax(-2), None),
     "check_apply_mask": (stub, lambda s, m: s.masked_fill(m, 0.0), None),

@@ -4,7 +4,9 @@ A module's docstring names the first notebook that imports it, and an object's d
 name the first notebook that uses it by name (``from course_lib.x import name`` or
 ``module.name``); nothing else carries a pointer, so they cannot drift. The notebooks' uses are
 read from the code cells of solutions/ with ``ast`` (hidden tests excluded: they are the
-grader's, not the student's).
+grader's, not the student's). Notebook 00 looks ahead: it trains the Transformer, the batches
+and the loop that notebooks 04-06 teach, as a black box next to the recurrent models it
+introduces, so it counts as the first user only of what no later notebook uses.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 POINTER = re.compile(r"\(introduced\s+in\s+notebook\s+(\w+)\)")
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.S)
+PREVIEWS = {"00_recurrence"}  # uses later notebooks' concepts before they are taught
 
 
 def _module_name(dotted: str) -> str | None:
@@ -27,7 +30,8 @@ def _module_name(dotted: str) -> str | None:
 
 
 def notebook_uses() -> dict[tuple[str, str | None], list[str]]:
-    """{(module, object or None for the module itself): notebooks that use it, in course order}."""
+    """{(module, object or None for the module itself): notebooks that use it, in course order,
+    the previews last}."""
     uses: dict[tuple[str, str | None], set[str]] = {}
     for path in sorted(ROOT.glob("solutions/[0-9]*/*.ipynb")):
         notebook, aliases = path.parent.name, {}
@@ -54,7 +58,7 @@ def notebook_uses() -> dict[tuple[str, str | None], list[str]]:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
                     uses.setdefault((aliases[node.value.id], node.attr), set()).add(notebook)
-    return {key: sorted(value) for key, value in uses.items()}
+    return {key: sorted(value, key=lambda name: (name in PREVIEWS, name)) for key, value in uses.items()}
 
 
 def library_modules() -> list[str]:

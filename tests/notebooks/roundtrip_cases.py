@@ -17,6 +17,18 @@ class Case:
 
 
 WRONG_SUBMISSIONS = {
+    # --- 00_recurrence: the two exercises and the quiz are graded independently.
+    "00_recurrence": [
+        Case("update gate blends the wrong way round", "gru_step", "return (1 - z) * n + z * h",
+             "return z * n + (1 - z) * h", frozenset({"test_gru_step"})),
+        Case("torch's own GRU cell", "gru_step", "    r_x, z_x, n_x = (x @ weight_ih.T + bias_ih).chunk(3, dim=-1)",
+             "    return torch.gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh)", frozenset({"test_gru_step"})),
+        Case("additive scores without the tanh", "additive_scores",
+             "return torch.tanh((query @ w_q.T).unsqueeze(1) + keys @ w_k.T) @ v",
+             "return ((query @ w_q.T).unsqueeze(1) + keys @ w_k.T) @ v", frozenset({"test_additive_scores"})),
+        Case("wrong quiz answer", "quiz_parallel", "quiz_parallel = 2", "quiz_parallel = 1",
+             frozenset({"test_quiz_parallel"})),
+    ],
     "01_attention": [
         # scaled_softmax is used by attention, so both lose their points.
         Case("missing sqrt(d_k)", "scaled_softmax", "scores / math.sqrt(d_k)", "scores",
