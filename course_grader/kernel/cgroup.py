@@ -9,9 +9,12 @@ processes (threads included) and a CPU share are bounded for the submission as a
 The worker creates the group before the kernel starts (:func:`create`), the kernel's launcher
 moves itself into it before it execs bwrap (:meth:`Group.join`: everything the kernel starts
 inherits it) and the worker kills what is left and removes it afterwards
-(:meth:`Group.destroy`). cgroup v2 is used where our own group's children may use the
-memory, pids and cpu controllers (a delegated subtree), else cgroup v1's memory, pids and
-cpu hierarchies; both are written directly. Where neither can be written (no root, no
+(:meth:`Group.destroy`); a group whose worker died first (SIGKILL) is removed by the next
+:func:`create` (:func:`remove_orphans`: the worker's pid is in the group's name).
+
+cgroup v2 is used where our own group's children may use the memory, pids and cpu
+controllers (a delegated subtree), else cgroup v1's memory, pids and cpu hierarchies; both
+are written directly. Where neither can be written (no root, no
 delegation) :func:`create` says why, and the rlimits are all that is in force.
 """
 from __future__ import annotations
@@ -139,16 +142,49 @@ def _v1(name: str, own: dict[str, str], mounts) -> tuple[list[Path] | None, str]
     return folders, ""
 
 
+PREFIX = "course-grade-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        pass
+    return True
+
+
+def remove_orphans(parents: list[Path]) -> list[str]:
+    """Destroy the groups in ``parents`` whose worker (the pid in their name) is gone: a worker
+    killed with SIGKILL never reaches its ``destroy``. Returns the folders removed."""
+    removed = []
+    for parent in parents:
+        try:
+            children = list(parent.iterdir())
+        except OSError:
+            continue
+        for folder in children:
+            owner = folder.name[len(PREFIX):].split("-")[0]
+            if folder.name.startswith(PREFIX) and owner.isdigit() and not _alive(int(owner)):
+                Group(1, [str(folder)]).destroy()
+                if not folder.exists():
+                    removed.append(str(folder))
+    return removed
+
+
 def create(memory_mb: int, processes: int, cpus: float) -> tuple[Group | None, str]:
     """A new group bounding memory (MB, no swap), processes (threads count) and CPUs (a share of
-    ``cpus`` cores) of what joins it; or None and why no cgroup can be used here."""
-    name = f"course-grade-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    ``cpus`` cores) of what joins it; or None and why no cgroup can be used here. The groups of
+    workers that died without removing theirs are removed first."""
+    name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         own, mounts = _own_paths(), _mounts()
     except OSError as error:
         return None, f"cgroups cannot be read ({error.strerror})"
     folder, why_v2 = _v2(name, own, mounts)
     if folder is not None:
+        remove_orphans([folder.parent])
         try:
             folder.mkdir()
             group = Group(2, [str(folder)])
@@ -164,6 +200,7 @@ def create(memory_mb: int, processes: int, cpus: float) -> tuple[Group | None, s
     folders, why_v1 = _v1(name, own, mounts)
     if folders is None:
         return None, f"{why_v2}; {why_v1}"
+    remove_orphans([path.parent for path in folders])
     made = []
     try:
         for path in folders:

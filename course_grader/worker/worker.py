@@ -100,10 +100,11 @@ class Worker:
             self._grade(job, result, course, box, submitted)
         finally:
             if group:
-                if group.oom_kills():
+                killed = group.oom_kills()  # read once: the count and the message agree
+                if killed:
                     preprocessors.incidents.append(Incident(
                         "memory_limit", f"its processes together reached the submission's memory limit "
-                                        f"({limits.memory_mb} MB): {group.oom_kills()} of them killed"))
+                                        f"({limits.memory_mb} MB): {killed} of them killed"))
                 group.destroy()
             shutil.rmtree(box, ignore_errors=True)
         result.incidents = list(preprocessors.incidents)

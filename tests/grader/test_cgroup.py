@@ -99,3 +99,28 @@ def test_report_names_the_bounds_in_force():
     assert "per process (rlimits only" in report.limits_line(limits, fallback, None, 600, SubmissionLimits())
     assert "as a whole where a cgroup could be made" in report.limits_line(limits, whole + fallback, None, 600,
                                                                           SubmissionLimits())
+
+
+def test_a_group_whose_worker_died_is_removed_by_the_next_create():
+    """A worker killed with SIGKILL never removes its group: the next create() does, with what is in it."""
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    made, why = cgroup.create(memory_mb=200, processes=16, cpus=1.0)
+    if made is None:
+        worker.kill()
+        pytest.skip(why)
+    # the same group, named as the dying worker names its own
+    stale = cgroup.Group(made.version, [p.replace(f"{cgroup.PREFIX}{os.getpid()}-", f"{cgroup.PREFIX}{worker.pid}-")
+                                        for p in made.paths])
+    made.destroy()
+    for path in stale.paths:
+        os.mkdir(path)
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=stale.join)
+    worker.kill()
+    worker.wait()
+    fresh, _ = cgroup.create(memory_mb=200, processes=16, cpus=1.0)
+    try:
+        assert orphan.wait(timeout=10) == -9
+        assert not any(os.path.exists(path) for path in stale.paths)
+        assert all(os.path.exists(path) for path in fresh.paths)
+    finally:
+        fresh.destroy()
