@@ -29,6 +29,11 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     """
     check_tensor("x", x, "batch d_in", "float")
     check_tensor("h", h, "batch d_hidden", "float", batch=x.shape[0])
+    d_in, gates = x.shape[1], 3 * h.shape[1]
+    check_tensor("weight_ih", weight_ih, "gates d_in", "float", gates=gates, d_in=d_in)
+    check_tensor("weight_hh", weight_hh, "gates d_hidden", "float", gates=gates, d_hidden=h.shape[1])
+    check_tensor("bias_ih", bias_ih, "gates", "float", gates=gates)
+    check_tensor("bias_hh", bias_hh, "gates", "float", gates=gates)
     r_x, z_x, n_x = (x @ weight_ih.T + bias_ih).chunk(3, dim=-1)
     r_h, z_h, n_h = (h @ weight_hh.T + bias_hh).chunk(3, dim=-1)
     r, z = torch.sigmoid(r_x + r_h), torch.sigmoid(z_x + z_h)
@@ -41,6 +46,9 @@ def additive_scores(query: Tensor, keys: Tensor, w_q: Tensor, w_k: Tensor, v: Te
     w_q (d_attn, d_q), w_k (d_attn, d_k), v (d_attn,) -> (batch, seq)."""
     check_tensor("query", query, "batch d_q", "float")
     check_tensor("keys", keys, "batch seq d_k", "float", batch=query.shape[0])
+    check_tensor("v", v, "d_attn", "float")
+    check_tensor("w_q", w_q, "d_attn d_q", "float", d_attn=v.shape[0], d_q=query.shape[1])
+    check_tensor("w_k", w_k, "d_attn d_k", "float", d_attn=v.shape[0], d_k=keys.shape[2])
     return torch.tanh((query @ w_q.T).unsqueeze(1) + keys @ w_k.T) @ v
 
 
@@ -49,6 +57,8 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, d_query: int, d_key: int, d_attn: int) -> None:
         super().__init__()
+        for name, value in (("d_query", d_query), ("d_key", d_key), ("d_attn", d_attn)):
+            check_int(name, value, low=1)
         self.w_q = nn.Linear(d_query, d_attn, bias=False)
         self.w_k = nn.Linear(d_key, d_attn, bias=False)
         self.v = nn.Parameter(torch.randn(d_attn) / d_attn ** 0.5)
@@ -58,6 +68,7 @@ class AdditiveAttention(nn.Module):
         Returns the context (batch, d_key) and the weights (batch, seq)."""
         scores = additive_scores(query, keys, self.w_q.weight, self.w_k.weight, self.v)
         if mask is not None:
+            check_tensor("mask", mask, "batch seq", "bool", batch=keys.shape[0], seq=keys.shape[1])
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = scores.softmax(dim=-1)
         return (weights.unsqueeze(1) @ keys).squeeze(1), weights
@@ -74,7 +85,8 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, vocab_size: int, d_emb: int = 32, d_hidden: int = 64, attention: bool = True) -> None:
         super().__init__()
-        check_int("vocab_size", vocab_size, low=1)
+        for name, value in (("vocab_size", vocab_size), ("d_emb", d_emb), ("d_hidden", d_hidden)):
+            check_int(name, value, low=1)
         self.embed = nn.Embedding(vocab_size, d_emb, padding_idx=PAD_ID)  # source and target share it
         self.encoder = nn.GRU(d_emb, d_hidden, batch_first=True)
         self.attention = AdditiveAttention(d_hidden, d_hidden, d_hidden) if attention else None

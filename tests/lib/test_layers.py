@@ -20,6 +20,7 @@ LAYERS = {
     "course_lib.attention": 1,
     "course_lib.multihead": 2, "course_lib.positional": 2, "course_lib.efficient": 2,
     "course_lib.encoder": 3,
+    "course_lib.recurrent": 3,  # notebook 00's GRU models: attention's padding mask and the tokenizers' ids
     "course_lib.decoder": 4,
     "course_lib.batching": 5, "course_lib.bert": 5, "course_lib.gpt": 5,
     "course_lib.training": 6, "course_lib.decoding": 6, "course_lib.sampling": 6,
