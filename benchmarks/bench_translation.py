@@ -21,11 +21,11 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from course_lib.batching import BatchLoader, make_batch
+from course_lib.batching import BatchLoader
 from course_lib.data import bible
 from course_lib.data.tokenizers import PAD_ID, BPETokenizer
 from course_lib.decoder import Transformer
-from course_lib.decoding import greedy_decode
+from course_lib.decoding import translate
 from course_lib.device import describe, get_device
 from course_lib.training import LabelSmoothingLoss, WarmupCosine, adamw, fit
 
@@ -73,17 +73,6 @@ def train(config: dict, bpe: BPETokenizer, pairs, seconds: float, device: torch.
     history = fit(model, loader, optimizer, LabelSmoothingLoss(0.1, pad_id=PAD_ID), steps=config["steps"],
                   scheduler=scheduler, max_seconds=seconds, progress=False, amp=device.type == "cuda")
     return model, history.steps
-
-
-@torch.no_grad()
-def translate(model: Transformer, bpe: BPETokenizer, sentences: list[str], batch: int = 100) -> list[str]:
-    model.eval()
-    out = []
-    for start in range(0, len(sentences), batch):
-        chunk = [bpe.encode(s) for s in sentences[start:start + batch]]
-        src = make_batch(chunk, [[]] * len(chunk)).src.to(next(model.parameters()).device)
-        out += [bpe.decode(row) for row in greedy_decode(model, src, int(1.5 * src.shape[1]) + 10)]
-    return out
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ once, start the target with <bos>, and extend it token by token until <eos>:
   not favoured merely for having fewer factors below 1.
 
 Both recompute the decoder over the whole prefix at every step: simple and exact.
-(``course_lib.sampling.generate`` caches keys and values to avoid that.)
+(``course_lib.sampling.generate`` caches keys and values to avoid that.) ``translate`` runs
+either on texts, through a tokenizer, in batches.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import causal_mask, padding_mask
-from .batching import pad_sequences
+from .batching import make_batch, pad_sequences
 from .data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from .validation import check, check_int, check_mask, check_number, check_tensor
 
@@ -121,3 +122,25 @@ def _beam_one(model: nn.Module, memory: Tensor, src_mask: Tensor, max_len: int, 
     else:  # out of steps: the unfinished beams compete too
         finished += [(s / (beams.shape[1] - 1) ** alpha, b) for s, b in zip(scores.tolist(), beams.tolist())]
     return max(finished, key=lambda f: f[0])[1]
+
+
+@torch.no_grad()
+def translate(model: nn.Module, tokenizer, sentences: list[str], beam_size: int = 1,
+              batch_size: int = 100) -> list[str]:
+    """Each sentence through ``tokenizer.encode``, the model and ``tokenizer.decode``: greedy with
+    ``beam_size=1``, else beam search, ``batch_size`` sentences at a time, each allowed
+    1.5 times its batch's source length plus 10 tokens. Puts the model in eval mode."""
+    check(isinstance(sentences, list) and all(isinstance(s, str) for s in sentences), "sentences",
+          "a list of str", sentences, TypeError)
+    check_int("beam_size", beam_size, low=1)
+    check_int("batch_size", batch_size, low=1)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = [tokenizer.encode(s) for s in sentences[start:start + batch_size]]
+        src = make_batch(chunk, [[]] * len(chunk)).src.to(device)
+        max_len = int(1.5 * src.shape[1]) + 10
+        ids = greedy_decode(model, src, max_len) if beam_size == 1 else beam_search(model, src, max_len, beam_size)
+        out += [tokenizer.decode(row) for row in ids.tolist()]
+    return out

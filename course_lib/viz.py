@@ -228,8 +228,8 @@ def figure_multihead() -> plt.Figure:
                           ("merge_heads: transpose(1, 2), reshape", "op", "(batch, seq_q, d_model)"),
                           ("W^O mixes the heads", "op", "(batch, seq_q, d_model)"),
                           ("output", "out", "(batch, seq_q, d_model)")], gap=1.05)
-    for i, y in enumerate((4.9, 5.05, 5.2)):
-        ax.text(6.6 + 0.12 * i, y, f"head {2 - i}" if i < 2 else "…", fontsize=7, color="#993333")
+    for i, label in enumerate(("head 1", "head 2", "⋮", "head h")):  # one label per line, none on another
+        ax.text(6.35, 5.3 - 0.25 * i, label, fontsize=7, color="#993333", va="center")
     return fig
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from course_lib.batching import pad_sequences
-from course_lib.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from course_lib.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 from course_lib.decoder import Transformer
-from course_lib.decoding import beam_search, greedy_decode
+from course_lib.decoding import beam_search, greedy_decode, translate
 
 
 def random_model(seed, vocab=12, tgt_vocab=None):
@@ -124,3 +124,19 @@ def test_beam_search_output_layout():
     for row in out.tolist():
         if eos in row:
             assert all(t == PAD_ID for t in row[row.index(eos) + 1:])
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_translate_decodes_each_text_as_it_would_alone(beam_size):
+    tok = CharTokenizer("abcdefgh")
+    model = random_model(7, vocab=tok.vocab_size)
+    texts = ["abc", "hgfedcba", "d", "bead", "cafe"]
+    alone = []
+    for text in texts:
+        src = torch.tensor([tok.encode(text) + [EOS_ID]])
+        max_len = int(1.5 * src.shape[1]) + 10
+        ids = greedy_decode(model, src, max_len) if beam_size == 1 else beam_search(model, src, max_len, beam_size)
+        alone.append(tok.decode(ids[0].tolist()))
+    same_length = [t for t in texts if len(t) == 4]  # alone, a batch's padding changes max_len, not the result
+    assert translate(model, tok, same_length, beam_size=beam_size) == [alone[texts.index(t)] for t in same_length]
+    assert translate(model, tok, texts, beam_size=beam_size, batch_size=1) == alone
