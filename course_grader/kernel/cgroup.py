@@ -155,10 +155,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(parents: list[Path]) -> list[str]:
+def remove_orphans(parents: list[Path]) -> None:
     """Destroy the groups in ``parents`` whose worker (the pid in their name) is gone: a worker
-    killed with SIGKILL never reaches its ``destroy``. Returns the folders removed."""
-    removed = []
+    killed with SIGKILL never reaches its ``destroy``."""
     for parent in parents:
         try:
             children = list(parent.iterdir())
@@ -168,9 +167,6 @@ def remove_orphans(parents: list[Path]) -> list[str]:
             owner = folder.name[len(PREFIX):].split("-")[0]
             if folder.name.startswith(PREFIX) and owner.isdigit() and not _alive(int(owner)):
                 Group(1, [str(folder)]).destroy()
-                if not folder.exists():
-                    removed.append(str(folder))
-    return removed
 
 
 def create(memory_mb: int, processes: int, cpus: float) -> tuple[Group | None, str]:
