@@ -9,7 +9,7 @@ Modules: ``engine`` (CheckFailed, the ``exercise`` wrapper, own_work, check_clos
 shared inputs), then one
 per notebook: ``nb00_recurrence``, ``nb01_attention``, ``nb02_multi_head_attention``, ``nb03_positional_encoding``,
 ``nb04_encoder``, ``nb05_decoder``, ``nb06_training``, ``nb07_bert``, ``nb08_gpt``,
-``nb09_efficient_attention``.
+``nb09_efficient_attention``, ``nb10_family``.
 """
 from .engine import CheckFailed, check_choice, check_close, own_work
 from .nb00_recurrence import check_additive_scores, check_gru_step
@@ -22,6 +22,7 @@ from .nb06_training import check_greedy_decode, check_label_smoothing_loss, chec
 from .nb07_bert import check_classification_head, check_mask_tokens, check_nsp_pairs
 from .nb08_gpt import check_attend_with_cache, check_next_token_probs, check_top_p_filter
 from .nb09_efficient_attention import check_linear_attention, check_sliding_window_mask
+from .nb10_family import check_mix_tasks, check_prefix_lm_mask
 
 __all__ = [
     "CheckFailed", "check_choice", "check_close", "own_work",
@@ -35,4 +36,5 @@ __all__ = [
     "check_mask_tokens", "check_nsp_pairs", "check_classification_head",
     "check_next_token_probs", "check_top_p_filter", "check_attend_with_cache",
     "check_sliding_window_mask", "check_linear_attention",
+    "check_prefix_lm_mask", "check_mix_tasks",
 ]

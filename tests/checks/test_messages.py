@@ -20,6 +20,7 @@ from course_lib import (
     decoding,
     efficient,
     encoder,
+    family,
     multihead,
     positional,
     recurrent,
@@ -77,6 +78,8 @@ CASES = {
     "check_sliding_window_mask": (stub, lambda n, w, causal=False: torch.ones(n, n, dtype=torch.bool),
                                   efficient.sliding_window_mask),
     "check_linear_attention": (stub, lambda q, k, v, causal=False: v, efficient.linear_attention),
+    "check_prefix_lm_mask": (stub, lambda p, n: torch.ones(n, n, dtype=torch.bool).tril(), family.prefix_lm_mask),
+    "check_mix_tasks": (stub, lambda tasks, seed=0: [p for pairs in tasks.values() for p in pairs], family.mix_tasks),
 }
 
 

@@ -31,6 +31,7 @@ from course_lib import (
     decoding,
     efficient,
     encoder,
+    family,
     gpt,
     multihead,
     positional,
@@ -432,6 +433,17 @@ BAD_CALLS = [
     B("data.dates:date_splits", lambda: dates.date_splits({"train": 5, "test": 5}, fractions={"train": 1.0,
                                                                                                 "test": 0.0}),
       "fractions['test']"),
+    # --- family ---
+    B("family:prefix_lm_mask", lambda: family.prefix_lm_mask(torch.tensor([[2]]), 4), "prefix_lengths"),
+    B("family:prefix_lm_mask", lambda: family.prefix_lm_mask(torch.tensor([2.0]), 4), "prefix_lengths"),
+    B("family:prefix_lm_mask", lambda: family.prefix_lm_mask(torch.tensor([5]), 4), "prefix_lengths"),
+    B("family:prefix_lm_mask", lambda: family.prefix_lm_mask(torch.tensor([-1]), 4), "prefix_lengths"),
+    B("family:prefix_lm_mask", lambda: family.prefix_lm_mask(torch.tensor([1]), 2.5), "seq_len"),
+    B("family:mix_tasks", lambda: family.mix_tasks([("a", "b")]), "tasks"),
+    B("family:mix_tasks", lambda: family.mix_tasks({"iso": ["3 March 2021"]}), "tasks['iso']"),
+    B("family:mix_tasks", lambda: family.mix_tasks({"iso": [("3 March 2021", 2021)]}), "tasks['iso']"),
+    B("family:mix_tasks", lambda: family.mix_tasks({"a: b": [("x", "y")]}), "tasks"),
+    B("family:mix_tasks", lambda: family.mix_tasks({"a": [("x", "y")]}, seed="0"), "seed"),
 ]
 
 # Public callables that the table leaves out, and why.

@@ -189,4 +189,24 @@ WRONG_SUBMISSIONS = {
         Case("wrong quiz answer", "quiz_exact", "quiz_exact = 3", "quiz_exact = 1",
              frozenset({"test_quiz_exact"})),
     ],
+    # --- 10_family: the two exercises and the quiz are graded independently (the T5 run uses
+    # mix_tasks, but no test cell does).
+    "10_family": [
+        Case("prefix as rows instead of keys", "prefix_lm_mask",
+             "causal | (pos[None, None, :] < prefix_lengths[:, None, None])",
+             "causal | (pos[None, :, None] < prefix_lengths[:, None, None])", frozenset({"test_prefix_lm_mask"})),
+        Case("one prefix for the whole batch", "prefix_lm_mask",
+             "causal | (pos[None, None, :] < prefix_lengths[:, None, None])",
+             "(causal | (pos[None, None, :] < prefix_lengths.max())).expand(len(prefix_lengths), -1, -1)",
+             frozenset({"test_prefix_lm_mask"})),
+        Case("tasks left in blocks", "mix_tasks", "    random.Random(seed).shuffle(mixed)\n", "",
+             frozenset({"test_mix_tasks"})),
+        Case("the global random state", "mix_tasks", "random.Random(seed).shuffle(mixed)", "random.shuffle(mixed)",
+             frozenset({"test_mix_tasks"})),
+        Case("the reference called", "mix_tasks", "    random.Random(seed).shuffle(mixed)\n    return mixed",
+             "    from course_lib.family import mix_tasks as reference\n    return reference(tasks, seed)",
+             frozenset({"test_mix_tasks"})),
+        Case("wrong quiz answer", "quiz_family", "quiz_family = 2", "quiz_family = 3",
+             frozenset({"test_quiz_family"})),
+    ],
 }
