@@ -15,7 +15,7 @@ PORT    ?= 8888
 WORKERS ?= 2
 
 # Debian packages the tests use: bubblewrap sandboxes graded kernels, chromium runs the browser tests.
-DEBIAN_PACKAGES := bubblewrap chromium
+DEBIAN_PACKAGES := bubblewrap chromium postgresql
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: setup setup-lab assets system-packages lab test lint release grade bundle bench gpu-stage gpu-check lock clean-grading

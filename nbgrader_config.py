@@ -17,8 +17,9 @@ c.CourseDirectory.course_id = "transformers-course"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 # The gradebook is gradebook.db (SQLite). For a big course, or graders on several machines
-# (`course grade --scheduler`), a PostgreSQL server works too; `course grade` stays its only
-# writer and its workers use private SQLite copies:
+# (`course grade --scheduler`), a PostgreSQL server works too (the driver comes with .[grader];
+# README: "A PostgreSQL gradebook"); `course grade` stays its only writer and its workers use
+# private SQLite copies:
 # c.CourseDirectory.db_url = "postgresql://grader@db.example.org/transformers_course"
 
 # Heavy work is skipped under NBGRADER_EXECUTION, so no graded cell needs long.

@@ -1,6 +1,7 @@
 """The instructor's ``course`` command (installed by pyproject.toml).
 
-    course grade [ASSIGNMENT] [--student ID] [--workers N] [--force] [--prune] [--no-sandbox] [--scheduler ADDR]
+    course grade [ASSIGNMENT] [--student ID] [--workers N] [--force] [--prune] [--no-sandbox]
+                 [--scheduler tls://ADDR --tls-ca F --tls-cert F]
     course release [ASSIGNMENT ...] [--bundle]
     course feedback ASSIGNMENT      course export
 
@@ -45,8 +46,7 @@ EXIT_OK, EXIT_CHECK, EXIT_ERROR = 0, 1, 2
 
 
 def _sandbox_problem(course: Course, limits: sandbox.Limits) -> str | None:
-    hidden = [course.gradebook, course.root / "solutions", course.root / "submitted", Path.home()]
-    hidden = [p for p in hidden if p.exists() and not any(p in q.parents or p == q for q in sandbox.python_paths())]
+    hidden = sandbox.hideable([course.gradebook, course.root / "solutions", course.root / "submitted", Path.home()])
     slot = sandbox.UidSlot()
     try:
         return sandbox.check(slot.uid, hidden, limits)
@@ -54,11 +54,37 @@ def _sandbox_problem(course: Course, limits: sandbox.Limits) -> str | None:
         slot.close()
 
 
-def _results(course: Course, jobs, args, logs: Path):
+def _dask_security(args: argparse.Namespace):
+    """The ``distributed.Security`` that ``--scheduler`` asks for, or a message saying why the
+    address is refused. Every task carries the hidden tests: tls:// with certificates, or tcp://
+    only with --insecure-tcp."""
+    scheme = args.scheduler.split("://", 1)[0] if "://" in args.scheduler else "tcp"
+    if scheme == "tls":
+        missing = [flag for flag, value in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert)) if not value]
+        if missing:
+            return None, f"a tls:// scheduler needs {' and '.join(missing)} (certificate files; README: Big classes)"
+        unreadable = [p for p in (args.tls_ca, args.tls_cert, args.tls_key) if p and not Path(p).is_file()]
+        if unreadable:
+            return None, f"no such certificate or key file: {', '.join(unreadable)}"
+        from distributed import Security
+        return Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
+                        require_encryption=True), None
+    if scheme == "tcp":
+        if not args.insecure_tcp:
+            return None, (f"{args.scheduler} is unencrypted and unauthenticated, and every task carries the hidden "
+                          "tests: use tls://host:port with --tls-ca and --tls-cert (README: Big classes), or "
+                          "--insecure-tcp on a network only you can reach")
+        print("course grade: WARNING: --insecure-tcp: tasks, hidden tests included, cross the network in plain "
+              "text and anyone who reaches the scheduler can submit work to your workers", file=sys.stderr)
+        return None, None
+    return None, f"unsupported scheduler address {args.scheduler!r}: tls://host:port (or tcp:// with --insecure-tcp)"
+
+
+def _results(course: Course, jobs, args, logs: Path, security=None):
     load = functools.partial(batch.load, course)
     if args.scheduler:
         from .dask_backend import run_dask
-        return run_dask(jobs, args.scheduler, load)
+        return run_dask(jobs, args.scheduler, load, security)
     return pool.run_local(jobs, args.workers, logs, load)
 
 
@@ -82,6 +108,12 @@ def grade(args: argparse.Namespace) -> int:
     pairs = [pair for pair, reason in why.items() if not reason]
     limits = sandbox.Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, processes=args.processes,
                             cpus=args.cpus)
+    security = None
+    if args.scheduler:
+        security, refusal = _dask_security(args)
+        if refusal:
+            print(f"course grade: {refusal}", file=sys.stderr)
+            return EXIT_ERROR
     sandboxed = not args.no_sandbox
     if sandboxed:
         problem = _sandbox_problem(course, limits)
@@ -111,7 +143,7 @@ def grade(args: argparse.Namespace) -> int:
     logs = course.root / "reports" / f"{label}-logs"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
-    for result in _results(course, jobs, args, logs) if jobs else []:
+    for result in _results(course, jobs, args, logs, security) if jobs else []:
         try:
             merge(course, result)  # this process is the gradebook's only writer
         except Exception as error:  # noqa: BLE001 - one submission's failure must not stop the batch
@@ -243,7 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="grade again submissions that are unchanged since they were graded cleanly")
     g.add_argument("--prune", action="store_true",
                    help="remove the grades of students whose folder is gone from submitted/ (kept otherwise)")
-    g.add_argument("--scheduler", help="a Dask scheduler (tcp://host:port): its workers grade")
+    g.add_argument("--scheduler", help="a Dask scheduler, tls://host:port (with --tls-ca, --tls-cert): its workers "
+                                       "grade, each in its own sandbox")
+    g.add_argument("--tls-ca", help="the CA certificate (PEM file) that signed the cluster's certificates")
+    g.add_argument("--tls-cert", help="this client's certificate (PEM file; may hold the key too)")
+    g.add_argument("--tls-key", help="this client's private key (PEM file), if not in --tls-cert")
+    g.add_argument("--insecure-tcp", action="store_true",
+                   help="allow a tcp:// scheduler: no encryption, no authentication (a network only you can reach)")
     g.set_defaults(run=grade)
 
     r = commands.add_parser("release", help="generate the student notebooks (and --bundle the distribution)")

@@ -84,6 +84,13 @@ def python_paths() -> list[Path]:
     return sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
 
 
+def hideable(paths: list[Path]) -> list[Path]:
+    """Those of ``paths`` that exist and that the sandbox can hide: not the ones holding the
+    Python it runs (a home folder with the interpreter in it stays visible, read-only)."""
+    shown = python_paths()
+    return [p for p in paths if p.exists() and not any(p in q.parents or p == q for q in shown)]
+
+
 def data_cache() -> Path:
     """Where course_lib.data keeps its assets (shown read-only inside, as COURSE_DATA)."""
     from course_lib.data import cache_dir  # the one definition of the cache folder

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -214,10 +216,25 @@ def _exception(log: str) -> str:
                  and " " not in line.split(":")[0]), "")
 
 
+@functools.lru_cache(maxsize=None)
+def host_sandbox_problem(limits: str) -> str | None:
+    """Why this machine cannot run sandboxed kernels under ``limits`` (JSON of sandbox.Limits),
+    or None. What a Dask worker runs before it grades: checked once per process and limits."""
+    slot = sandbox.UidSlot()
+    try:
+        return sandbox.check(slot.uid, sandbox.hideable([Path.home()]), sandbox.Limits(**json.loads(limits)))
+    finally:
+        slot.close()
+
+
 def grade_isolated(job: str) -> str:
-    """Grade one job (JSON) in a fresh worker process (what a Dask task runs): a crash stays there."""
+    """Grade one job (JSON) in a fresh worker process (what a Dask task runs): a crash stays there.
+    A sandboxed job is refused, ungraded, on a machine whose own sandbox does not work."""
     import subprocess
     planned = Job.from_json(job)
+    if planned.sandboxed and (problem := host_sandbox_problem(json.dumps(planned.limits, sort_keys=True))):
+        return Result(planned.assignment, planned.student, error=f"refused by the grading worker on "
+                      f"{socket.gethostname()}: no working sandbox there ({problem})").to_json()
     try:
         done = subprocess.run([sys.executable, "-m", __spec__.name], input=job + "\n", capture_output=True, text=True,
                               timeout=planned.submission_timeout)

@@ -81,9 +81,9 @@ def latest_report(folder: Path) -> dict[str, dict]:
     return {row["student"]: row for row in json.loads(path.read_text())}
 
 
-def grades(folder: Path, assignment: str) -> dict[str, dict[str, float | None]]:
-    """student -> {test cell: auto score} from the course's gradebook."""
+def grades(folder: Path, assignment: str, db_url: str | None = None) -> dict[str, dict[str, float | None]]:
+    """student -> {test cell: auto score} from the course's gradebook (its SQLite file, or ``db_url``)."""
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{folder / 'gradebook.db'}") as gb:
+    with Gradebook(db_url or f"sqlite:///{folder / 'gradebook.db'}") as gb:
         return {s.student_id: {g.name: g.auto_score for nb in s.notebooks for g in nb.grades}
                 for s in gb.find_assignment(assignment).submissions}
