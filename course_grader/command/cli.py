@@ -66,7 +66,10 @@ def _dask_security(args: argparse.Namespace):
         unreadable = [p for p in (args.tls_ca, args.tls_cert, args.tls_key) if p and not Path(p).is_file()]
         if unreadable:
             return None, f"no such certificate or key file: {', '.join(unreadable)}"
-        from distributed import Security
+        try:
+            from distributed import Security
+        except ImportError:
+            return None, "course grade --scheduler needs Dask: pip install 'dask[distributed]'"
         return Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
                         require_encryption=True), None
     if scheme == "tcp":

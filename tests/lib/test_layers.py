@@ -19,6 +19,7 @@ LAYERS = {
     "course_lib.device": 0, "course_lib.data": 0,
     "course_lib.attention": 1,
     "course_lib.multihead": 2, "course_lib.positional": 2, "course_lib.efficient": 2,
+    "course_lib.family": 2,  # notebook 10: the prefix LM's mask and T5's task mixing, on plain tensors and strings
     "course_lib.encoder": 3,
     "course_lib.recurrent": 3,  # notebook 00's GRU models: attention's padding mask and the tokenizers' ids
     "course_lib.decoder": 4,
