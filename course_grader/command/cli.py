@@ -4,6 +4,7 @@
                  [--scheduler tls://ADDR --tls-ca F --tls-cert F]
     course release [ASSIGNMENT ...] [--bundle]
     course feedback ASSIGNMENT      course export
+    course update ASSIGNMENT [--from FOLDER]      (a student's: a corrected release, answers kept)
 
 ``grade`` autogrades every submission in submitted/ (or one assignment, or one student)
 with nbgrader's autograde, each kernel in the sandbox, N at a time; writes feedback/,
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from ..kernel import sandbox
 from ..protocol import Job, Result, one_line
+from ..student import update
 from ..venv import venv_env
 from . import batch, pool, report
 from .course import (
@@ -299,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
 
     e = commands.add_parser("export", help="grades.csv from the gradebook")
     e.set_defaults(run=lambda a: print(export_csv(Course(Path(a.course).resolve()))) or EXIT_OK)
+
+    u = commands.add_parser("update", help="(for students) take a corrected release of an assignment you started: "
+                                           "your answers are kept")
+    update.add_arguments(u)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -1,7 +1,8 @@
 """The student distribution: what students download, and nothing they must not see.
 
 It holds the released notebooks, course_lib (later notebooks import it, so a stuck
-student can go on), the environment files and a student README. Never the grading tools
+student can go on), the environment files, a student README and ``course_update.py``
+(course_grader.student.update as one file: a corrected bundle taken with the answers kept). Never the grading tools
 (course_grader), solutions/, the gradebook (it stores the hidden tests), submissions, grades, feedback, reports, tests or
 the nbgrader configuration. :func:`leaks` checks the result before it is written.
 """
@@ -38,6 +39,13 @@ return); write your code where it says `# YOUR CODE HERE` and delete the
 `raise NotImplementedError()`. The cell after each exercise runs visible checks whose
 messages name the likely mistake. When you submit, hidden tests decide the grade, and
 your feedback explains each quiz.
+
+## A corrected version
+When a corrected bundle comes out, unpack it somewhere else and take each assignment you
+started from it, your answers kept (your previous copy stays beside it as
+`NAME.before-update.ipynb`):
+    .venv/bin/python course_update.py 02_multi_head_attention --into notebooks \
+        --from ../new/transformers-course/notebooks/02_multi_head_attention
 
 `course_lib/` holds the course's own implementations: later notebooks import from it, so
 you can go on even if an earlier exercise is not done yet.
@@ -95,6 +103,8 @@ def build_bundle(root: Path, output: Path | None = None) -> Path:
                     (stage / relative).parent.mkdir(parents=True, exist_ok=True)
                     (stage / relative).write_bytes(path.read_bytes())
         (stage / "README.md").write_text(README)
+        # The update tool is the student's, and standalone (stdlib, nbformat, nbgrader's utils).
+        (stage / "course_update.py").write_text((root / "course_grader" / "student" / "update.py").read_text())
         pyproject = stage / "pyproject.toml"  # its `course` command is the instructor's: not shipped
         pyproject.write_text(re.sub(r"\[project\.scripts\]\n(.+\n)*\n?", "", pyproject.read_text()))
         problems = leaks(stage, root)

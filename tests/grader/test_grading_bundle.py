@@ -18,7 +18,8 @@ from course_grader.markers import ALL as MARKERS
 from course_grader.markers import HIDDEN_REGION as HIDDEN
 from course_grader.markers import SOLUTION_REGION as SOLUTION
 
-from grading_course import ROOT
+from adversarial.cases import ASSIGNMENT
+from grading_course import ROOT, filled, released
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def code_of(path: Path) -> str:
 
 def test_bundle_has_the_student_files_and_no_grading_data(bundle):
     names = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
-    assert {"README.md", "pyproject.toml", "constraints.txt", "course_lib/attention.py"} <= names
+    assert {"README.md", "pyproject.toml", "constraints.txt", "course_lib/attention.py", "course_update.py"} <= names
     released = {str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*/*.ipynb")}
     assert released and released <= names
     assert not [n for n in names if re.search(r"solutions/|gradebook|submitted/|autograded/|feedback/|grades\.csv"
@@ -95,3 +96,24 @@ def test_bundled_notebooks_run_up_to_their_first_exercise(bundle):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def test_the_bundled_update_takes_a_corrected_notebook_and_keeps_the_answers(bundle, tmp_path):
+    """``course_update.py`` runs on its own in the bundle (no course_grader there)."""
+    new = tmp_path / "new" / ASSIGNMENT
+    new.mkdir(parents=True)
+    corrected = released(ASSIGNMENT)
+    corrected.cells[0].source += "\n(corrected)"
+    nbformat.write(corrected, new / f"{ASSIGNMENT}.ipynb")
+    mine = tmp_path / "mine"
+    (mine / ASSIGNMENT).mkdir(parents=True)
+    answered = filled(ASSIGNMENT)
+    nbformat.write(answered, mine / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    done = subprocess.run([sys.executable, str(bundle / "course_update.py"), ASSIGNMENT, "--from", str(new),
+                           "--into", str(mine)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr
+    merged = nbformat.read(mine / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    assert merged.cells[0].source.endswith("(corrected)")
+    solution = lambda nb: [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solution(merged) == solution(answered)

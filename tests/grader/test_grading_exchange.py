@@ -1,5 +1,6 @@
-"""One term through nbgrader's exchange: release, fetch, submit, collect, ``course grade``,
-release and fetch the feedback, with two students and an instructor.
+"""One term through nbgrader's exchange: release, fetch, a corrected release taken with
+``course update`` (answers kept), submit, collect, ``course grade``, release and fetch the
+feedback, with two students and an instructor.
 
 Each student has a home folder of their own and is named to nbgrader by ``--student``, which
 nbgrader's submit and fetch_feedback take in place of the login name (on a hub, the login is
@@ -41,6 +42,28 @@ def nbgrader(cwd: Path, *args: str, user: str | None = None) -> subprocess.Compl
     return done
 
 
+def course_update(home: Path) -> str:
+    """A student's ``course update ASSIGNMENT`` in their home: the corrected release, fetched."""
+    env = {**venv_env(), "HOME": str(home)}
+    env.pop("NBGRADER_EXECUTION", None)
+    done = subprocess.run([sys.executable, "-m", "course_grader.command.cli", "update", ASSIGNMENT], cwd=home,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def correct_the_release(folder: Path) -> str:
+    """The instructor fixes a prose cell in solutions/ and releases again; returns the new text."""
+    source = folder / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    prose = next(c for c in nb.cells if c.cell_type == "markdown" and not c.metadata.get("nbgrader"))
+    prose.source += "\n\n(Corrected after release.)"
+    nbformat.write(nb, source)
+    nbgrader(folder, "generate_assignment", ASSIGNMENT, "--force")
+    nbgrader(folder, "release_assignment", ASSIGNMENT, "--force")
+    return prose.source
+
+
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed (make test installs it)")
 def test_a_term_through_the_exchange_each_student_gets_only_their_own_feedback(tmp_path):
     exchange = tmp_path / "exchange"
@@ -65,6 +88,13 @@ def test_a_term_through_the_exchange_each_student_gets_only_their_own_feedback(t
         assert [c.source for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")] != [
             c.source for c in answer.cells if c.metadata.get("nbgrader", {}).get("solution")]   # the stubs
         nbformat.write(answer, fetched)
+
+    corrected = correct_the_release(folder)
+    for student, home in homes.items():
+        said = course_update(home)
+        assert "answer(s) kept" in said and "before-update.ipynb" in said, said
+        mine = nbformat.read(home / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+        assert corrected in [c.source for c in mine.cells]
         nbgrader(home, "submit", ASSIGNMENT, user=student)
 
     nbgrader(folder, "collect", ASSIGNMENT)
