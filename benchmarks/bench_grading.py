@@ -6,8 +6,8 @@ in one run: plain nbgrader autograde, unsandboxed and sequential (and then its
 generate_feedback + export, since ``course grade`` does those too), and ``course grade``
 with N workers, every kernel in the sandbox. Prints wall times, seconds per submission and
 the ratios, CPU seconds per submission (kernels included: a load-independent figure on a
-shared machine), and checks that both gave the same grades. Decides nothing; the goal of issue 7
-is at least 1.5x faster than plain autograde while sandboxed, on 2 cores with 2 workers.
+shared machine), and checks that both gave the same grades. Decides nothing; the goal (issue 20)
+is at least 3x faster than plain autograde while sandboxed, on 2 cores with 2 workers (stretch 4x).
 
     python benchmarks/bench_grading.py [--assignment 02_multi_head_attention] [--submissions 50] [--workers 2]
 """

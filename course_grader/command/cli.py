@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -85,12 +86,25 @@ def _dask_security(args: argparse.Namespace):
     return None, f"unsupported scheduler address {args.scheduler!r}: tls://host:port (or tcp:// with --insecure-tcp)"
 
 
-def _results(course: Course, jobs, args, logs: Path, security=None):
+def _results(course: Course, jobs, args, workers: pool.LocalPool | None, security=None):
     load = functools.partial(batch.load, course)
     if args.scheduler:
         from .dask_backend import run_dask
         return run_dask(jobs, args.scheduler, load, security)
-    return pool.run_local(jobs, args.workers, logs, load)
+    return workers.run(jobs, load)
+
+
+def _grade_jobs(course: Course, jobs, args, workers: pool.LocalPool | None, security) -> list[Result]:
+    """Every job graded and merged, in the order they finish."""
+    results = []
+    for result in _results(course, jobs, args, workers, security) if jobs else []:
+        try:
+            merge(course, result)  # this process is the gradebook's only writer
+        except Exception as error:  # noqa: BLE001 - one submission's failure must not stop the batch
+            result.error = f"could not be written to the gradebook ({type(error).__name__}: {one_line(str(error))})"
+        results.append(result)
+        print(f"  graded {result.assignment}/{printable(result.student)} ({result.seconds:.1f} s)", flush=True)
+    return results
 
 
 def grade(args: argparse.Namespace) -> int:
@@ -135,26 +149,26 @@ def grade(args: argparse.Namespace) -> int:
         print("course grade: another `course grade` is running on this course (one writer only)", file=sys.stderr)
         return EXIT_ERROR
     start = time.monotonic()
-    assignments = sorted({a for a, _ in pairs})
-    for assignment in assignments:
-        ensure_in_gradebook(course, assignment)
-    jobs = batch.make_jobs(course, pairs, sandboxed=sandboxed, limits=vars(limits), timeout=args.timeout,
-                           submission_timeout=args.submission_timeout,
-                           read_only=[str(Path(p).resolve()) for p in args.read_only])
-    fingerprints = {(job.assignment, job.student): batch.fingerprint(course, job) for job in jobs}
-    unchanged = _unchanged(course, fingerprints) if not args.force else set()
-    jobs = [job for job in jobs if (job.assignment, job.student) not in unchanged]
     label = f"grade-{args.assignment or 'all'}-{datetime.now():%Y%m%d-%H%M%S}"
     logs = course.root / "reports" / f"{label}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    results = []
-    for result in _results(course, jobs, args, logs, security) if jobs else []:
-        try:
-            merge(course, result)  # this process is the gradebook's only writer
-        except Exception as error:  # noqa: BLE001 - one submission's failure must not stop the batch
-            result.error = f"could not be written to the gradebook ({type(error).__name__}: {one_line(str(error))})"
-        results.append(result)
-        print(f"  graded {result.assignment}/{printable(result.student)} ({result.seconds:.1f} s)", flush=True)
+    read_only = [str(Path(p).resolve()) for p in args.read_only]
+    # Local workers start now: their imports and prepared kernels load while the batch is planned.
+    zygote = {sandbox.ZYGOTE_ENV: json.dumps({"limits": vars(limits), "read_only": read_only})} if sandboxed else None
+    workers = pool.LocalPool(args.workers, logs, zygote) if pairs and not args.scheduler else None
+    try:
+        assignments = sorted({a for a, _ in pairs})
+        for assignment in assignments:
+            ensure_in_gradebook(course, assignment)
+        jobs = batch.make_jobs(course, pairs, sandboxed=sandboxed, limits=vars(limits), timeout=args.timeout,
+                               submission_timeout=args.submission_timeout, read_only=read_only)
+        fingerprints = {(job.assignment, job.student): batch.fingerprint(course, job) for job in jobs}
+        unchanged = _unchanged(course, fingerprints) if not args.force else set()
+        jobs = [job for job in jobs if (job.assignment, job.student) not in unchanged]
+        results = _grade_jobs(course, jobs, args, workers, security)
+    finally:
+        if workers:
+            workers.close()
     graded = _rows(course, results)
     course.remember({f"{r.assignment}/{r.student}": fingerprints[(r.assignment, r.student)] if row.status == "ok"
                      else None for r, row in zip(results, graded)})

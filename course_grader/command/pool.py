@@ -2,7 +2,9 @@
 
 Each worker grades one job at a time; a worker that dies or overruns is replaced, and
 its job gets a Result that says so. Results come back in the order workers finish them.
-A job's submission is loaded (``load``) only when a worker is free to take it.
+A job's submission is loaded (``load``) only when a worker is free to take it. The workers
+are started ahead (:class:`LocalPool`), so that their imports and their prepared kernel
+processes load while ``course grade`` is still planning the batch.
 """
 from __future__ import annotations
 
@@ -25,16 +27,18 @@ WORKER = "course_grader.worker.worker"
 class WorkerProcess:
     """One worker process, restarted when it dies."""
 
-    def __init__(self, log: Path, scratch: Path):
-        self.log, self.scratch = log, scratch
+    def __init__(self, log: Path, scratch: Path, env: dict[str, str] | None = None):
+        self.log, self.scratch, self.env = log, scratch, env or {}
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
 
     def _start(self) -> None:
+        self.lines = queue.Queue()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", WORKER],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         start_new_session=True, env=dict(os.environ, TMPDIR=str(self.scratch)))
+                                         start_new_session=True,
+                                         env={**os.environ, **self.env, "TMPDIR": str(self.scratch)})
         threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
 
     @staticmethod
@@ -46,7 +50,6 @@ class WorkerProcess:
 
     def run(self, job: Job) -> Result:
         if self.proc is None or self.proc.poll() is not None:
-            self.lines = queue.Queue()
             self._start()
         try:
             self.proc.stdin.write(job.to_json() + "\n")
@@ -79,30 +82,36 @@ class WorkerProcess:
         self.proc = None
 
 
-def run_local(jobs: list[Job], workers: int, logs: Path,
-              load: Callable[[Job], Job | Result]) -> Iterator[Result]:
-    """Results as workers finish them (any order); at most ``workers`` submissions loaded at a time."""
-    scratch = Path(tempfile.mkdtemp(prefix="course-batch-"))  # all workers' files: removed even if one is killed
-    pool = [WorkerProcess(logs / f"worker-{i}.log", scratch) for i in range(workers)]
-    free: queue.Queue = queue.Queue()
-    for worker in pool:
-        free.put(worker)
+class LocalPool:
+    """``workers`` worker processes, started now; ``env`` is added to their environment (the
+    settings their prepared kernel process is started with: course_grader.worker.worker)."""
 
-    def run(job: Job) -> Result:
-        worker = free.get()
-        try:
-            loaded = load(job)
-            return loaded if isinstance(loaded, Result) else worker.run(loaded)
-        finally:
+    def __init__(self, workers: int, logs: Path, env: dict[str, str] | None = None):
+        # All workers' files, in one folder: removed even if a worker is killed.
+        self.scratch = Path(tempfile.mkdtemp(prefix="course-batch-"))
+        self.workers = [WorkerProcess(logs / f"worker-{i}.log", self.scratch, env) for i in range(workers)]
+        for worker in self.workers:
+            worker._start()
+
+    def run(self, jobs: list[Job], load: Callable[[Job], Job | Result]) -> Iterator[Result]:
+        """Results as workers finish them (any order); at most one loaded submission per worker."""
+        free: queue.Queue = queue.Queue()
+        for worker in self.workers:
             free.put(worker)
 
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as executor:
+        def run(job: Job) -> Result:
+            worker = free.get()
+            try:
+                loaded = load(job)
+                return loaded if isinstance(loaded, Result) else worker.run(loaded)
+            finally:
+                free.put(worker)
+
+        with ThreadPoolExecutor(max_workers=len(self.workers)) as executor:
             for future in as_completed([executor.submit(run, job) for job in jobs]):
                 yield future.result()
-    finally:
-        for worker in pool:
+
+    def close(self) -> None:
+        for worker in self.workers:
             worker.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
+        shutil.rmtree(self.scratch, ignore_errors=True)

@@ -31,6 +31,9 @@ from pathlib import Path
 KERNEL_NAME = "course-sandbox"
 LAUNCHER = "course_grader.kernel.launcher"
 ENV_VAR = "COURSE_SANDBOX"
+# A long-lived grading worker's settings for its prepared kernel process (JSON of its jobs' limits
+# and read-only paths); set by the local pool (course_grader.command.pool), which starts workers ahead.
+ZYGOTE_ENV = "COURSE_ZYGOTE"
 FIRST_UID = 61000  # sandbox uids: FIRST_UID + slot, not used by any account
 INSIDE_WORK = "/tmp/work"
 INSIDE_HOME = "/tmp/home"
@@ -64,6 +67,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     read_only: list[str] = field(default_factory=list)  # extra paths to show read-only
     cgroup: list[str] = field(default_factory=list)     # the submission's cgroup folders, [] for none
+    zygote: str = ""          # the prepared kernel process's socket (course_grader.kernel.zygote); "" for none
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -117,8 +121,13 @@ def _system() -> list[str]:
     return args
 
 
-def bwrap_command(policy: Policy, inner: list[str]) -> list[str]:
-    """The bwrap command line that runs ``inner`` (argv) inside the sandbox, from /tmp/work."""
+def bwrap_command(policy: Policy, inner: list[str], binds: tuple[Path, ...] = (),
+                  capabilities: tuple[str, ...] = ()) -> list[str]:
+    """The bwrap command line that runs ``inner`` (argv) inside the sandbox, from /tmp/work.
+
+    ``binds`` are shown read-write at their own path; with ``capabilities``, ``inner`` stays
+    root and keeps only those (the zygote's, which forks kernels and drops them), else it runs
+    as ``policy.uid``."""
     box = Path(policy.box)
     limits = policy.limits
     cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -136,6 +145,8 @@ def bwrap_command(policy: Policy, inner: list[str]) -> list[str]:
         cmd += ["--ro-bind", str(box / "submission"), SUBMISSION]
     if (box / "ipc").is_dir():  # the kernel's sockets (IPC transport): same path inside and out
         cmd += [*_dirs(box / "ipc"), "--bind", str(box / "ipc"), str(box / "ipc")]
+    for path in binds:
+        cmd += [*_dirs(path), "--bind", str(path), str(path)]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": INSIDE_HOME,
            "MPLCONFIGDIR": f"{INSIDE_HOME}/.matplotlib", "IPYTHONDIR": f"{INSIDE_HOME}/.ipython",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8",
@@ -143,7 +154,9 @@ def bwrap_command(policy: Policy, inner: list[str]) -> list[str]:
            **{name: os.environ[name] for name in PASSED_ENV if name in os.environ}}
     for name, value in env.items():
         cmd += ["--setenv", name, value]
-    if policy.uid is not None:
+    if capabilities:
+        cmd += ["--cap-drop", "ALL", *[arg for cap in capabilities for arg in ("--cap-add", cap)]]
+    elif policy.uid is not None:
         # bwrap runs as root (it may bind anything) and keeps only what setpriv needs to drop
         # to the sandbox uid: the process limit binds only a non-root real uid.
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
@@ -153,6 +166,17 @@ def bwrap_command(policy: Policy, inner: list[str]) -> list[str]:
              f"{{ [ ! -d {SUBMISSION} ] || cp -R {SUBMISSION}/. {INSIDE_WORK}/ 2>/dev/null; }}; "
              f'cd {INSIDE_WORK} && exec "$@"')
     return [*cmd, "--", "/bin/sh", "-c", setup, "sandbox", *inner]
+
+
+# What the zygote needs to build each kernel's namespaces and mounts, and to drop to its uid.
+ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID")
+
+
+def zygote_command(policy: Policy, folders: tuple[Path, ...]) -> list[str]:
+    """bwrap around the zygote (course_grader.kernel.zygote) listening on ``policy.zygote``;
+    ``folders`` (the boxes and the socket's folder) are shared with it read-write."""
+    inner = [sys.executable, "-m", "course_grader.kernel.zygote", policy.zygote]
+    return bwrap_command(policy, inner, binds=folders, capabilities=ZYGOTE_CAPABILITIES)
 
 
 def set_limits(limits: Limits) -> None:

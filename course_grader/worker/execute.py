@@ -295,7 +295,8 @@ class GuardedExecute(Execute):
             run_sync(self.km.restart_kernel)(now=True)
             run_sync(self.kc.wait_for_ready)(timeout=self.startup_timeout)
         except Exception as failure:  # noqa: BLE001 - any failure to restart ends this notebook's run
-            incidents.append(Incident("gave_up", f"the kernel could not be restarted ({type(failure).__name__}): "
+            incidents.append(Incident("gave_up", f"the kernel could not be restarted ({type(failure).__name__}: "
+                                                 f"{str(failure)[:200]}): "
                                                  "the rest is not run"))
             self._restarts = self.max_restarts + 1
             return

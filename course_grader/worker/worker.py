@@ -4,7 +4,9 @@ Each submission is graded in a scratch course of its own (its files, a gradebook
 only the assignment, the released notebooks, the course's nbgrader configuration), so
 workers share nothing and never write the course's gradebook: they return grades and files
 in a Result, and the one writer (course_grader.command.course) merges them. The kernel runs
-in the sandbox (course_grader.kernel) under a uid that this worker holds alone.
+in the sandbox (course_grader.kernel) under a uid that this worker holds alone; where the
+worker runs as root, each kernel is forked from the worker's prepared kernel process
+(course_grader.kernel.zygote, libraries already imported) into a sandbox of its own.
 
 In the scratch course the submission is always filed under the same student id
 (:data:`STUDENT`): nbgrader reads student ids as glob patterns and strips their spaces, so
@@ -21,8 +23,10 @@ import copy
 import functools
 import json
 import os
+import select
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,16 +46,64 @@ FOLDERS = {"source_directory": "solutions", "release_directory": "notebooks", "s
 
 
 class Worker:
-    def __init__(self):
+    """Grades one job at a time. ``zygote_for`` (the settings its jobs will come with: limits and
+    read-only paths) makes it start its prepared kernel process at once, where it runs as root; a
+    worker without it (a Dask task's, which grades one job) starts each kernel in bwrap."""
+
+    def __init__(self, zygote_for: dict | None = None):
         self.slot = sandbox.UidSlot()
         self.base = Path(tempfile.mkdtemp(prefix="course-grade-"))
         sandbox.write_kernel_spec(self.base / "jupyter")
         os.environ["JUPYTER_PATH"] = str(self.base / "jupyter")
         self._configs: dict[str, object] = {}
+        self.boxes = self.base / "boxes"        # a stable folder: the zygote sees the boxes made in it
+        self.boxes.mkdir()
+        self.zygote: subprocess.Popen | None = None
+        self._zygote_key, self._zygote_ready = "", False
+        self._zygote_dir = Path(tempfile.mkdtemp(prefix="cz-", dir="/tmp"))  # a socket path must be short
+        self._use_zygote = zygote_for is not None and self.slot.uid is not None
+        if self._use_zygote:
+            self._start_zygote(zygote_for["limits"], zygote_for["read_only"])
 
     def close(self) -> None:
+        self._stop_zygote()
         shutil.rmtree(self.base, ignore_errors=True)
+        shutil.rmtree(self._zygote_dir, ignore_errors=True)
         self.slot.close()
+
+    def _start_zygote(self, limits: dict, read_only: list[str]) -> None:
+        """Start the zygote for jobs with these settings; :meth:`_zygote_socket` waits for it."""
+        self._stop_zygote()
+        self._zygote_key = json.dumps([limits, read_only], sort_keys=True)
+        policy = sandbox.Policy(str(self._zygote_dir / "box"), self.slot.uid, sandbox.Limits(**limits), read_only,
+                                zygote=str(self._zygote_dir / "socket"))
+        self.zygote = subprocess.Popen(sandbox.zygote_command(policy, (self.boxes, self._zygote_dir)),
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+
+    def _stop_zygote(self) -> None:
+        if self.zygote is not None:
+            self.zygote.kill()
+            self.zygote.wait()
+            self.zygote, self._zygote_ready = None, False
+            (self._zygote_dir / "socket").unlink(missing_ok=True)
+
+    def _zygote_socket(self, job: Job) -> str:
+        """The socket of the zygote prepared for ``job``'s settings (restarted if they changed), or
+        "" where this kernel starts in bwrap on its own: no zygote for this worker, or it failed."""
+        if not self._use_zygote:
+            return ""
+        if json.dumps([job.limits, job.read_only], sort_keys=True) != self._zygote_key:
+            self._start_zygote(job.limits, job.read_only)
+        if self.zygote is not None and not self._zygote_ready:
+            ready, _, _ = select.select([self.zygote.stdout], [], [], 120)
+            self._zygote_ready = bool(ready) and self.zygote.stdout.readline().strip() == b"ready"
+            if not self._zygote_ready:
+                print("course grade: the prepared kernel process did not start: each kernel starts on its own",
+                      file=sys.stderr)
+                self._stop_zygote()
+        if self.zygote is None or self.zygote.poll() is not None:
+            return ""
+        return str(self._zygote_dir / "socket")
 
     def _config(self, job: Job, course: Path, box: Path):
         from nbgrader.converters import Autograde
@@ -82,7 +134,7 @@ class Worker:
     def grade(self, job: Job) -> Result:
         start = time.monotonic()
         result = Result(job.assignment, job.student)
-        course, box = self.base / "course", self.base / "box"
+        course, box = self.base / "course", self.boxes / "box"
         for folder in (course, box):
             shutil.rmtree(folder, ignore_errors=True)
         course.mkdir(mode=0o700)
@@ -95,8 +147,9 @@ class Worker:
         limits = sandbox.Limits(**job.limits)
         group, why = cgroup.create(limits.memory_mb, limits.processes, limits.cpus) if job.sandboxed else (None, "")
         result.bounds = f"cgroup v{group.version}" if group else f"rlimits only ({why})" if why else ""
+        zygote = self._zygote_socket(job) if job.sandboxed else ""
         os.environ[sandbox.ENV_VAR] = sandbox.Policy(
-            str(box), self.slot.uid, limits, job.read_only, group.paths if group else []).to_env()
+            str(box), self.slot.uid, limits, job.read_only, group.paths if group else [], zygote).to_env()
         preprocessors.incidents.clear()
         try:
             self._grade(job, result, course, box, submitted)
@@ -253,7 +306,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*not in session.*")
     results = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed (the kernel's own output included) goes to stderr
-    worker = Worker()
+    settings = os.environ.pop(sandbox.ZYGOTE_ENV, None)
+    worker = Worker(json.loads(settings) if settings else None)
     try:
         for line in sys.stdin:
             job = Job.from_json(line)
