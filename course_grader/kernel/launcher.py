@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .cgroup import join
-from .sandbox import ENV_VAR, PASSED_ENV, Policy, bwrap_command, prepare_box, set_limits
+from .sandbox import ENV_VAR, PASSED_ENV, Policy, bwrap_command, prepare_box, python_paths, set_limits
 
 
 def from_zygote(policy: Policy, connection: Path, log: int) -> int:
@@ -29,10 +29,15 @@ def from_zygote(policy: Policy, connection: Path, log: int) -> int:
     link.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     link.connect(policy.zygote)
     hide = sorted({str(Path(policy.zygote).parent), str(box.parent)})
+    # What the sandbox shows read-only and a fresh /tmp (or a hidden folder) would cover: a course
+    # checked out under /tmp has its venv and course_lib there.
+    covered = ["/tmp", *hide]
+    shown = [p for p in map(str, [*python_paths(), *policy.read_only]) if any(p == c or p.startswith(c + "/")
+                                                                               for c in covered)]
     # The variables passed into the sandbox as they are now (nbgrader sets NBGRADER_EXECUTION while it
     # grades): the zygote's own environment was fixed when it started.
     request = {"box": str(box), "connection": str(connection), "uid": policy.uid, "limits": asdict(policy.limits),
-               "hide": hide, "env": {name: os.environ.get(name) for name in PASSED_ENV}}
+               "hide": hide, "shown": shown, "env": {name: os.environ.get(name) for name in PASSED_ENV}}
     socket.send_fds(link, [json.dumps(request).encode()], [log])
     _, ancillary, _, _ = link.recvmsg(64, socket.CMSG_SPACE(struct.calcsize("3i")))
     # The kernel's keeper, as this process's PID namespace numbers it (the kernel translates).

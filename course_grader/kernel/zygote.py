@@ -43,7 +43,8 @@ from pathlib import Path
 from .sandbox import INSIDE_HOME, INSIDE_WORK, Limits, set_limits
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 # What a kernel imports before it runs a cell (ipykernel) and what the course's notebooks and the
 # grading guard import first. Library code only. Not matplotlib's inline backend: it hooks itself
@@ -137,6 +138,10 @@ def run_init(request: dict) -> None:
     # O_PATH: the folder is the sandbox uid's, which the kernel reads once it is that uid.
     submission = os.open(box / "submission", os.O_PATH | os.O_DIRECTORY) if (box / "submission").is_dir() else -1
     log = request["log"]
+    # Folders the sandbox shows read-only that the new /tmp or a hidden folder will cover (outermost
+    # first; one inside another is shown with it): opened now, bound back read-only below.
+    shown = [p for p in sorted(request["shown"], key=len) if Path(p).exists()]
+    shown = {p: os.open(p, os.O_PATH) for p in shown if not any(q != p and p.startswith(q + "/") for q in shown)}
     # A fresh /tmp hides the zygote's and every grader folder under it; one outside /tmp is covered.
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.disk_mb}m,mode=1777")
     for hidden in request["hide"]:
@@ -145,6 +150,11 @@ def run_init(request: dict) -> None:
     if Path("/dev/shm").is_dir():
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.disk_mb}m,mode=1777")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path, fd in shown.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(fd)
     os.makedirs(box / "ipc", mode=0o755, exist_ok=True)   # the kernel's sockets: the same path as outside
     _mount(f"/proc/self/fd/{ipc}", str(box / "ipc"), None, MS_BIND)
     os.close(ipc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from jupyter_client import KernelManager
@@ -67,6 +68,12 @@ def ask(client, code: str) -> dict:
 SELF = r"""
 import json, os, sys, resource
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+def writable(folder):
+    try:
+        open(os.path.join(folder, "planted.py"), "w").close()
+        return True
+    except OSError:
+        return False
 def reachable(path):
     try:
         os.listdir(path)
@@ -79,7 +86,9 @@ print(json.dumps({
     "no_new_privs": status["NoNewPrivs"].strip(),
     "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")), "cwd": os.getcwd(),
     "zygote_seen": reachable(ZYGOTE), "grading": os.environ.get("NBGRADER_EXECUTION"),
-    "torch_ready": "torch" in sys.modules, "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+    "torch_ready": "torch" in sys.modules, "venv_writable": writable(sys.prefix),
+    "course_lib_writable": writable(os.path.dirname(__import__("course_lib").__file__)),
+    "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
 }))
 """
 
@@ -94,10 +103,14 @@ def test_a_forked_kernel_is_confined_and_owns_nothing_of_the_zygote(worker, monk
     assert facts["cap_eff"] == facts["cap_inh"] == "0000000000000000" and facts["no_new_privs"] == "1"
     assert facts["pids"][:2] == [1, 2] and max(facts["pids"]) < 100   # its own PID namespace
     assert facts["shm"] == [] and not facts["zygote_seen"] and facts["cwd"] == sandbox.INSIDE_WORK
-    grader_folders = [name for name in facts["tmp"] if name not in ("work", "home")]
-    assert len(grader_folders) <= 1   # only the way to its own socket directory
+    # The Python the sandbox shows read-only (a checkout under /tmp has its venv there), and
+    # the way to its own socket directory: nothing else of the grader's.
+    python = {Path(p).parts[2] for p in map(str, sandbox.python_paths()) if p.startswith("/tmp/")}
+    grader_folders = [name for name in facts["tmp"] if name not in ("work", "home", *python)]
+    assert len(grader_folders) <= 1
     assert facts["grading"] == "autograde"    # the launcher's environment, not the zygote's
     assert facts["torch_ready"] and facts["nproc"] == sandbox.Limits().processes
+    assert not facts["venv_writable"] and not facts["course_lib_writable"]   # read-only, under /tmp or not
 
 
 def test_kernels_in_a_row_share_no_files_and_no_ipc(worker, monkeypatch):
