@@ -3,8 +3,8 @@
 The same submissions (default: 50 of notebook 02, a mix of correct, typical wrong ones from
 tests/roundtrip_cases.py and blank) are graded in two scratch courses, one after the other
 in one run: plain nbgrader autograde, unsandboxed and sequential (and then its
-generate_feedback + export, since ``course grade`` does those too), and ``course grade``
-with N workers, every kernel in the sandbox. Prints wall times, seconds per submission and
+generate_feedback + export, since ``course grade`` does those too), and ``course grade
+--prepared-kernels`` with N workers, every kernel in the sandbox. Prints wall times, seconds per submission and
 the ratios, CPU seconds per submission (kernels included: a load-independent figure on a
 shared machine), and checks that both gave the same grades. Decides nothing; the goal (issue 20)
 is at least 3x faster than plain autograde while sandboxed, on 2 cores with 2 workers (stretch 4x).
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     export, export_cpu = timed(*nbgrader, "export", cwd=plain)
     kernels = SandboxCpu()
     ours, ours_cpu = timed(sys.executable, "-m", "course_grader.command.cli", "grade", args.assignment,
-                           "--workers", str(args.workers), cwd=sandboxed)
+                           "--workers", str(args.workers), "--prepared-kernels", cwd=sandboxed)
     kernel_cpu = kernels.stop()
     ours_cpu += kernel_cpu
 

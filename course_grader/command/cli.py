@@ -1,6 +1,6 @@
 """The instructor's ``course`` command (installed by pyproject.toml).
 
-    course grade [ASSIGNMENT] [--student ID] [--workers N] [--force] [--prune] [--no-sandbox]
+    course grade [ASSIGNMENT] [--student ID] [--workers N] [--force] [--prune] [--no-sandbox] [--prepared-kernels]
                  [--scheduler tls://ADDR --tls-ca F --tls-cert F]
     course release [ASSIGNMENT ...] [--bundle]
     course feedback ASSIGNMENT      course export
@@ -154,7 +154,8 @@ def grade(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     read_only = [str(Path(p).resolve()) for p in args.read_only]
     # Local workers start now: their imports and prepared kernels load while the batch is planned.
-    zygote = {sandbox.ZYGOTE_ENV: json.dumps({"limits": vars(limits), "read_only": read_only})} if sandboxed else None
+    zygote = ({sandbox.ZYGOTE_ENV: json.dumps({"limits": vars(limits), "read_only": read_only})}
+              if sandboxed and args.prepared_kernels else None)
     workers = pool.LocalPool(args.workers, logs, zygote) if pairs and not args.scheduler else None
     try:
         assignments = sorted({a for a, _ in pairs})
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a submitted folder holding more is refused unread")
     g.add_argument("--read-only", action="append", default=[], metavar="PATH",
                    help="also show PATH (read-only) inside the sandbox, e.g. a data folder")
+    g.add_argument("--prepared-kernels", action="store_true",
+                   help="fork each kernel from a process per worker that already imported torch and the course's "
+                        "libraries (each kernel still in a sandbox of its own; README: Kernels start prepared)")
     g.add_argument("--force", action="store_true",
                    help="grade again submissions that are unchanged since they were graded cleanly")
     g.add_argument("--prune", action="store_true",
