@@ -85,8 +85,7 @@ def batch(sandbox_ok, tmp_path_factory):
             case.make(folder, ctx)
         else:
             submit(folder, case.name, ASSIGNMENT, ctx.filled())
-    # Through the prepared kernels (course_grader/kernel/zygote.py): every attack meets a forked kernel.
-    done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT, "--prepared-kernels")
+    done = course(folder, "grade", ASSIGNMENT, "--workers", "2", "--timeout", TIMEOUT)
     return {"course": folder, "done": done, "report": latest_report(folder), "grades": grades(folder, ASSIGNMENT)}
 
 
